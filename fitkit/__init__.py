@@ -1,0 +1,28 @@
+"""fitkit: fit differentiable scientific models to data, and say how sure the fit is."""
+
+from . import examples, stats, tree
+from ._config import enable_x64, info
+from .module import Module
+from .observation import Observation, ObservationError, valid_mask
+from .problem import ParamsError, Problem
+from .results import FitResult
+from .tree import PathError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "enable_x64",
+    "info",
+    "tree",
+    "stats",
+    "examples",
+    "Module",
+    "Observation",
+    "ObservationError",
+    "valid_mask",
+    "Problem",
+    "ParamsError",
+    "PathError",
+    "FitResult",
+]

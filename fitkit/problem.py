@@ -1,0 +1,310 @@
+"""Problem: a model, its observations, a likelihood and priors, turned into objectives."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from . import stats, tree
+from .observation import Observation
+
+__all__ = ["Problem", "ParamsError"]
+
+
+class ParamsError(ValueError):
+    """The params do not fit the problem (missing paths, wrong dtypes or shapes)."""
+
+
+def _stack(observations: Sequence[Observation]) -> Observation | None:
+    """Stack observations along a new leading axis, or None if they cannot be vmapped."""
+    first = observations[0]
+    arrays0, static0 = eqx.partition(first, eqx.is_array)
+    structure = jax.tree.structure(first)
+    for obs in observations[1:]:
+        if type(obs) is not type(first) or jax.tree.structure(obs) != structure:
+            return None
+        arrays, static = eqx.partition(obs, eqx.is_array)
+        if jax.tree.structure(static) != jax.tree.structure(static0):
+            return None
+        if any(a != b for a, b in zip(jax.tree.leaves(static), jax.tree.leaves(static0))):
+            return None
+        shapes = [(jnp.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(arrays)]
+        shapes0 = [(jnp.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(arrays0)]
+        if shapes != shapes0:
+            return None
+    arrays = [eqx.filter(obs, eqx.is_array) for obs in observations]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *arrays)
+    return eqx.combine(stacked, static0)
+
+
+def _is_tracing(params) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params))
+
+
+# id(problem) -> (weakref to problem, set of checked params signatures)
+_CHECKED: dict[int, tuple[weakref.ref, set]] = {}
+
+
+class Problem(eqx.Module):
+    """A model, its observations, a likelihood and priors: the objectives to fit.
+
+    Args:
+        model: the forward model (usually an `fk.Module`); it is passed to every
+            observation's `predict(params, model)` unchanged.
+        observations: one `fk.Observation` or a sequence of them.
+        likelihood: `"normal"` (Gaussian with each observation's `error`) or
+            `"poisson"` (data are counts, predictions are rates).
+        priors: optional dict from a parameter path (`"flux.blue"`) to a
+            numpyro distribution; its log-density is added to `nll`.
+        vmap: evaluate observations with `jax.vmap` (`True`), a Python loop
+            inside jit (`False`), or decide automatically (`None`: vmap when
+            all observations have the same type, static fields and shapes).
+
+    Raises:
+        TypeError: an observation is not an `fk.Observation`, or a prior has no `log_prob`.
+        ValueError: unknown likelihood, or a normal likelihood with an
+            observation that has no `error`.
+
+    Example:
+        >>> prob = fk.Problem(model, [blue, green, red])
+        >>> prob.loss(params), prob.chi2r(params)
+    """
+
+    model: Any
+    observations: tuple[Observation, ...]
+    priors: dict
+    likelihood: str = eqx.field(static=True)
+    vmapped: bool = eqx.field(static=True)
+    _stacked: Observation | None
+    _data: Any
+    _error: Any
+    _valid: Any
+    _valid_index: Array
+    n_data: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        model: Any,
+        observations: Observation | Sequence[Observation],
+        likelihood: str = "normal",
+        priors: Mapping[str, Any] | None = None,
+        vmap: bool | None = None,
+    ):
+        if isinstance(observations, Observation):
+            observations = [observations]
+        observations = tuple(observations)
+        if not observations:
+            raise ValueError("a Problem needs at least one observation")
+        for i, obs in enumerate(observations):
+            if not isinstance(obs, Observation):
+                raise TypeError(
+                    f"observation {i} is a {type(obs).__name__}; subclass fk.Observation and "
+                    "implement predict(params, model)"
+                )
+        if likelihood not in stats.LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {stats.LIKELIHOODS}")
+        if likelihood == "normal":
+            for obs in observations:
+                if obs.error is None:
+                    raise ValueError(
+                        f"{obs.describe()} has no error, which a normal likelihood needs; "
+                        "give error=... or use likelihood='poisson'"
+                    )
+        priors = dict(priors or {})
+        for path, prior in priors.items():
+            tree.split_path(path)
+            if not hasattr(prior, "log_prob"):
+                raise TypeError(
+                    f"the prior for {path!r} is a {type(prior).__name__}; give a numpyro "
+                    "distribution (anything with a log_prob method)"
+                )
+        stacked = _stack(observations) if vmap in (None, True) else None
+        if vmap is True and stacked is None:
+            raise ValueError(
+                "vmap=True needs observations of the same type, with equal static fields "
+                "and equal array shapes; use vmap=None to fall back to a loop"
+            )
+
+        def error_of(obs):
+            if obs.error is None:
+                return None
+            return jnp.where(obs.valid, jnp.broadcast_to(obs.error, jnp.shape(obs.data)), 1.0)
+
+        data = tuple(jnp.where(obs.valid, obs.data, 0.0) for obs in observations)
+        error = tuple(error_of(obs) for obs in observations)
+        valid = tuple(obs.valid for obs in observations)
+        flat_valid = np.concatenate([np.asarray(v).ravel() for v in valid])
+        if stacked is not None:
+            data, valid = jnp.stack(data), jnp.stack(valid)
+            error = None if error[0] is None else jnp.stack(error)
+
+        self.model = model
+        self.observations = observations
+        self.priors = priors
+        self.likelihood = likelihood
+        self.vmapped = stacked is not None
+        self._stacked = stacked
+        self._data = data
+        self._error = error
+        self._valid = valid
+        self._valid_index = jnp.asarray(np.flatnonzero(flat_valid))
+        self.n_data = int(flat_valid.sum())
+
+    # ------------------------------------------------------------------ checks
+    def check(self, params: Any) -> None:
+        """Check that `params` fit this problem, before anything is compiled.
+
+        Every leaf must be a floating-point array; every prior path must exist;
+        each observation's `predict` must run on `params` and return an array
+        shaped like its data. Results are cached per params structure.
+
+        Raises:
+            ParamsError: with a message naming the observation or path to fix.
+            TypeError: a leaf of `params` is not a floating-point array.
+        """
+        signature = tuple(
+            (p, jnp.shape(x), str(jnp.result_type(x)))
+            for p, x in zip(tree.leaf_paths(params), jax.tree.leaves(params))
+        )
+        signature = (jax.tree.structure(params), signature)
+        entry = _CHECKED.get(id(self))
+        if entry is not None and entry[0]() is self and signature in entry[1]:
+            return
+        self._check(params)
+        if entry is None or entry[0]() is not self:
+            entry = (weakref.ref(self), set())
+            _CHECKED[id(self)] = entry
+        entry[1].add(signature)
+
+    def _check(self, params: Any) -> None:
+        paths = tree.leaf_paths(params)
+        if not paths:
+            raise ParamsError("params is empty: give a pytree (e.g. a dict) of float arrays to fit")
+        for path, leaf in zip(paths, jax.tree.leaves(params)):
+            if not eqx.is_array_like(leaf) or not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+                raise TypeError(
+                    f"params leaf {path!r} is {type(leaf).__name__} of dtype "
+                    f"{getattr(leaf, 'dtype', None)}; every parameter must be a float array "
+                    "(write 1.0, not 1)"
+                )
+        for path in self.priors:
+            tree.get(params, path)
+        shown = ", ".join(paths[:20]) + (", ..." if len(paths) > 20 else "")
+        for obs in self.observations:
+            try:
+                out = jax.eval_shape(lambda p, o=obs: o.predict(p, self.model), params)
+            except Exception as err:  # noqa: BLE001 - re-raised with context
+                raise ParamsError(
+                    f"{obs.describe()}.predict(params, model) failed on these params "
+                    f"({type(err).__name__}: {err}). The params have paths: {shown}"
+                ) from err
+            if not hasattr(out, "shape"):
+                raise ParamsError(f"{obs.describe()}.predict returned {type(out).__name__}; return one array")
+            if out.shape != jnp.shape(obs.data):
+                raise ParamsError(
+                    f"{obs.describe()}.predict returned shape {out.shape} but its data has shape "
+                    f"{jnp.shape(obs.data)}"
+                )
+            if not jnp.issubdtype(out.dtype, jnp.inexact):
+                raise ParamsError(f"{obs.describe()}.predict returned dtype {out.dtype}; return floats")
+
+    def _maybe_check(self, params) -> None:
+        if not _is_tracing(params):
+            self.check(params)
+
+    # ------------------------------------------------------------ predictions
+    def _predictions(self, params: Any):
+        if self.vmapped:
+            arrays, static = eqx.partition(self._stacked, eqx.is_array)
+            predict = lambda a: eqx.combine(a, static).predict(params, self.model)  # noqa: E731
+            return jax.vmap(predict)(arrays)
+        return tuple(obs.predict(params, self.model) for obs in self.observations)
+
+    def predict(self, params: Any) -> list[Float[Array, "..."]]:
+        """Each observation's prediction, in the order of `observations`."""
+        self._maybe_check(params)
+        return list(self._predictions(params))
+
+    def _squared(self, preds):
+        """Per-point squared residuals (z^2 or Poisson deviance), zero where masked."""
+        if self.likelihood == "normal":
+            fn = lambda p, d, e, v: jnp.square(stats.z_score(p, d, e, v))  # noqa: E731
+            return jax.tree.map(fn, preds, self._data, self._error, self._valid)
+        return jax.tree.map(stats.poisson_deviance, preds, self._data, self._valid)
+
+    def z_scores(self, params: Any) -> list[Float[Array, "..."]]:
+        """Each observation's `(data - prediction) / error` map; NaN where masked.
+
+        For a Poisson likelihood these are the signed deviance residuals.
+        """
+        self._maybe_check(params)
+        preds = self._predictions(params)
+        residual = self._signed(preds)
+        return [jnp.where(v, r, jnp.nan) for r, v in zip(residual, self._valid)]
+
+    def _signed(self, preds):
+        if self.likelihood == "normal":
+            return jax.tree.map(stats.z_score, preds, self._data, self._error, self._valid)
+
+        def deviance_residual(p, d, v):
+            dev = stats.poisson_deviance(p, d, v)
+            return jnp.sign(d - p) * jnp.sqrt(jnp.maximum(dev, jnp.finfo(dev.dtype).tiny))
+
+        return jax.tree.map(deviance_residual, preds, self._data, self._valid)
+
+    # -------------------------------------------------------------- objectives
+    def chi2(self, params: Any) -> Float[Array, ""]:
+        """Chi-squared: the summed squared z-scores (Poisson: the summed deviance)."""
+        self._maybe_check(params)
+        squared = self._squared(self._predictions(params))
+        return sum(jnp.sum(s) for s in jax.tree.leaves(squared))
+
+    def loss(self, params: Any) -> Float[Array, ""]:
+        """The mean squared z-score over used points: about 1 at a good fit.
+
+        Well scaled for optimisers whatever the data size; its minimiser is the
+        maximum-likelihood point (priors are not included: use `nll` for MAP).
+        """
+        return self.chi2(params) / self.n_data
+
+    def log_prior(self, params: Any) -> Float[Array, ""]:
+        """Summed log-density of the priors at `params` (0 without priors)."""
+        total = jnp.zeros(())
+        for path, prior in self.priors.items():
+            total = total + jnp.sum(prior.log_prob(tree.get(params, path)))
+        return total
+
+    def nll(self, params: Any) -> Float[Array, ""]:
+        """Summed negative log-likelihood plus negative log-prior: use it for curvature and sampling."""
+        self._maybe_check(params)
+        preds = self._predictions(params)
+        if self.likelihood == "normal":
+            ll = jax.tree.map(stats.normal_loglike, preds, self._data, self._error, self._valid)
+        else:
+            ll = jax.tree.map(stats.poisson_loglike, preds, self._data, self._valid)
+        return -sum(jnp.sum(x) for x in jax.tree.leaves(ll)) - self.log_prior(params)
+
+    def residuals(self, params: Any) -> Float[Array, " n_data"]:
+        """Flat vector of z-scores (Poisson: deviance residuals) of used points only.
+
+        Its squared norm is `chi2`; hand it to least-squares solvers.
+        """
+        self._maybe_check(params)
+        signed = self._signed(self._predictions(params))
+        flat = jnp.concatenate([jnp.ravel(r) for r in jax.tree.leaves(signed)])
+        return flat[self._valid_index]
+
+    def ddof(self, params: Any) -> int:
+        """Degrees of freedom: used data points minus the number of parameters."""
+        return self.n_data - tree.size(params)
+
+    def chi2r(self, params: Any) -> Float[Array, ""]:
+        """Reduced chi-squared, `chi2 / ddof`."""
+        return self.chi2(params) / self.ddof(params)

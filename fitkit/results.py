@@ -1,0 +1,113 @@
+"""FitResult: what every fitting and solving engine returns."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from . import _io, tree
+
+__all__ = ["FitResult"]
+
+
+class FitResult(eqx.Module):
+    """The outcome of `fk.fit` or `fk.solve`: immutable, saveable, chainable.
+
+    Attributes:
+        params: the fitted params (the best seen, where best-so-far is on).
+        loss: `problem.loss(params)` at the returned params.
+        steps: number of optimisation steps taken.
+        converged: whether a convergence criterion was met (as opposed to
+            running out of steps or meeting non-finite values).
+        message: why it stopped, in words.
+        history: dict of per-step arrays: `"step"` and `"loss"` always; the
+            engine may add `"params"` (a pytree with a leading step axis, the
+            steps it holds listed in `"params_step"`) and other per-step columns
+            such as `"grad_norm"`.
+        wall_time: seconds spent running, compilation excluded.
+        compile_time: seconds spent tracing and compiling.
+        method: the engine and algorithm, e.g. `"fit:optax"` or `"solve:bfgs"`.
+        stats: counters such as `{"loss_evals": 27, "grad_evals": 27}`.
+
+    Example:
+        >>> res = fk.solve(prob, params)
+        >>> res.save("fit.npz"); fk.FitResult.load("fit.npz").loss == res.loss
+        True
+    """
+
+    params: Any
+    loss: float
+    steps: int
+    converged: bool
+    message: str
+    history: dict = eqx.field(default_factory=dict)
+    wall_time: float = 0.0
+    compile_time: float = 0.0
+    method: str = ""
+    stats: dict = eqx.field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        """Flat scalar names of the params (`position.blue[0]`, ...), in ravel order."""
+        return tree.names(self.params)
+
+    def to_dataframe(self):
+        """The history as a pandas DataFrame: one row per recorded step.
+
+        Columns: `step`, `loss`, every other per-step history column, and, when
+        the params history was kept, one column per flat parameter name (NaN
+        on rows whose params were thinned out).
+        """
+        import pandas as pd
+
+        history = self.history
+        steps = np.asarray(history.get("step", np.arange(len(history.get("loss", [])))))
+        frame = pd.DataFrame({"step": steps})
+        for key, value in history.items():
+            if key in ("step", "params", "params_step"):
+                continue
+            value = np.asarray(value)
+            if value.ndim == 1 and len(value) == len(steps):
+                frame[key] = value
+        if history.get("params") is not None:
+            leaves = jax.tree.leaves(history["params"])
+            n_rows = np.shape(leaves[0])[0] if leaves else 0
+            flat = np.concatenate([np.reshape(np.asarray(x), (n_rows, -1)) for x in leaves], axis=1)
+            params_step = np.asarray(history.get("params_step", steps[:n_rows]))
+            columns = pd.DataFrame(flat, columns=tree.names(self.params))
+            columns["step"] = params_step
+            frame = frame.merge(columns, on="step", how="left")
+        return frame
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the result to one `.npz` file (params made of dicts, lists, tuples)."""
+        _io.save_npz(
+            path,
+            {
+                "params": self.params,
+                "loss": float(self.loss),
+                "steps": int(self.steps),
+                "converged": bool(self.converged),
+                "message": str(self.message),
+                "history": self.history,
+                "wall_time": float(self.wall_time),
+                "compile_time": float(self.compile_time),
+                "method": str(self.method),
+                "stats": self.stats,
+            },
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FitResult:
+        """Read a result written by `save`; arrays come back as NumPy arrays, bit for bit."""
+        return cls(**_io.load_npz(path))
+
+    def __repr__(self) -> str:
+        state = "converged" if self.converged else "not converged"
+        return (
+            f"FitResult({self.method or 'fit'}: loss={self.loss:.6g}, steps={self.steps}, "
+            f"{state}, {self.wall_time:.3g}s; {self.message})"
+        )
