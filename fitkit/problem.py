@@ -301,6 +301,24 @@ class Problem(eqx.Module):
         flat = jnp.concatenate([jnp.ravel(r) for r in jax.tree.leaves(signed)])
         return flat[self._valid_index]
 
+    def flat_predictions(self, params: Any) -> Float[Array, " n_data"]:
+        """Flat vector of the predictions at used points, in `residuals` order."""
+        self._maybe_check(params)
+        preds = jax.tree.leaves(self._predictions(params))
+        return jnp.concatenate([jnp.ravel(p) for p in preds])[self._valid_index]
+
+    def weights(self, params: Any) -> Float[Array, " n_data"]:
+        """Fisher weight of each used point, in `residuals` order.
+
+        The Fisher information is `J^T diag(w) J` with `J` the Jacobian of
+        `flat_predictions`: `w = 1 / error^2` for a normal likelihood and
+        `w = 1 / prediction` for a Poisson one.
+        """
+        if self.likelihood == "normal":
+            error = jnp.concatenate([jnp.ravel(e) for e in jax.tree.leaves(self._error)])
+            return 1.0 / jnp.square(error[self._valid_index])
+        return 1.0 / self.flat_predictions(params)
+
     def ddof(self, params: Any) -> int:
         """Degrees of freedom: used data points minus the number of parameters."""
         return self.n_data - tree.size(params)

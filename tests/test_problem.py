@@ -158,3 +158,15 @@ def test_params_are_checked_before_compilation(tiny):
         prob.nll(PARAMS)
     with pytest.raises(fk.ParamsError, match="empty"):
         tiny.check({})
+
+
+def test_flat_predictions_and_fisher_weights(tiny):
+    np.testing.assert_allclose(tiny.flat_predictions(PARAMS), [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(tiny.weights(PARAMS), 1 / ERROR**2)
+    counts = fk.Problem(Line(x=X), Points(data=jnp.array([2.0, 0.0, 4.0])), likelihood="poisson")
+    np.testing.assert_allclose(counts.weights(PARAMS), [1.0, 0.5, 1 / 3])
+    # J^T W J equals the Gauss-Newton part of the Hessian of nll for a linear model.
+    jac = jax.jacfwd(lambda p: tiny.flat_predictions({"slope": p[0], "offset": p[1]}))(jnp.array([1.0, 1.0]))
+    fisher = jac.T @ (tiny.weights(PARAMS)[:, None] * jac)
+    hess = jax.hessian(lambda p: tiny.nll({"slope": p[0], "offset": p[1]}))(jnp.array([1.0, 1.0]))
+    np.testing.assert_allclose(fisher, hess, rtol=1e-12)
