@@ -7,11 +7,21 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy
 import numpy as np
 
 from . import _io, tree
 
-__all__ = ["FitResult"]
+__all__ = ["FitResult", "start_params"]
+
+
+def start_params(params_or_result: Any) -> Any:
+    """The params to start from: a `FitResult`'s params (to chain fits), or the params given.
+
+    Leaves are converted to JAX arrays so engines can trace them.
+    """
+    params = params_or_result.params if isinstance(params_or_result, FitResult) else params_or_result
+    return jax.tree.map(jax.numpy.asarray, params)
 
 
 class FitResult(eqx.Module):
