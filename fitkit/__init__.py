@@ -5,6 +5,7 @@ from ._config import enable_x64, info
 from .module import Module
 from .observation import Observation, ObservationError, valid_mask
 from .problem import ParamsError, Problem
+from .projection import Projection, ProjectionError
 from .results import FitResult
 from .tree import PathError
 
@@ -25,4 +26,6 @@ __all__ = [
     "ParamsError",
     "PathError",
     "FitResult",
+    "Projection",
+    "ProjectionError",
 ]
