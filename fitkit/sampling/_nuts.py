@@ -1,0 +1,209 @@
+"""fk.sample: NUTS in the whitened latent space of a Projection."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from numpyro.infer import MCMC, NUTS
+
+from .. import tree
+from ..problem import Problem
+from ..projection import Projection
+from ..results import start_params
+from ._posterior import Posterior
+
+__all__ = ["sample", "CHAIN_METHODS"]
+
+CHAIN_METHODS = ("vectorized", "parallel", "sequential")
+_FIELDS = ("num_steps", "diverging", "accept_prob", "adapt_state.step_size")
+
+
+def _check_count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _curvature(problem: Problem, params: Any, method: str):
+    """The curvature of `problem.nll` at `params` that defines the whitening."""
+    from .. import curvature
+
+    if method == "hessian":
+        return curvature.hessian(problem.nll, params)
+    if method == "fisher":
+        return curvature.fisher(problem, params)
+    raise ValueError(f"unknown curvature {method!r}; choose 'hessian' or 'fisher'")
+
+
+def _projection(problem, params, projection, truncate) -> Projection:
+    if isinstance(projection, Projection):
+        if projection.center.size != tree.size(params):
+            raise ValueError(
+                f"the projection has {projection.center.size} params but params have {tree.size(params)}"
+            )
+        return projection
+    if projection is None:
+        projection = "hessian"
+    if not isinstance(projection, str):
+        raise TypeError(
+            f"projection must be an fk.Projection, 'hessian', 'fisher' or None, got {type(projection).__name__}"
+        )
+    matrix = _curvature(problem, params, projection)
+    return Projection.from_fisher(np.asarray(matrix), center=params, truncate=truncate)
+
+
+def sample(
+    problem: Problem,
+    params: Any,
+    projection: Projection | str | None = None,
+    num_warmup: int = 200,
+    num_samples: int = 1000,
+    num_chains: int = 1,
+    chain_method: str = "vectorized",
+    key: int | jax.Array = 0,
+    progress: bool = True,
+    latent_prior: dist.Distribution | None = None,
+    dense_mass: bool = False,
+    max_tree_depth: int = 10,
+    target_accept: float = 0.8,
+    jitter: float = 0.1,
+    truncate: float | None = None,
+) -> Posterior:
+    """Sample the posterior with NUTS in the whitened latent space around `params`.
+
+    The params are mapped to a latent vector `u` by a `Projection` built from
+    the curvature of `problem.nll` at `params` (normally the optimum), so the
+    posterior in `u` is close to a unit normal: NUTS needs few leapfrog steps,
+    a step size near 1 and only a short warm-up. The log-density is
+    `-problem.nll(projection.to_params(u))` (which includes the problem's
+    priors) plus `latent_prior`; the linear map has a constant Jacobian.
+
+    Args:
+        problem: the `fk.Problem`.
+        params: params pytree or `FitResult` at (or near) the posterior mode.
+        projection: an `fk.Projection`, or `"hessian"` (default when None) or
+            `"fisher"` to build one at `params`.
+        num_warmup: warm-up (adaptation) iterations per chain. The default of
+            200 suffices because the latent space is already whitened.
+        num_samples: draws kept per chain.
+        num_chains: number of chains; they start at `u = jitter * normal`.
+        chain_method: `"vectorized"` (one device, chains vmapped),
+            `"parallel"` (one chain per device) or `"sequential"`.
+        key: an integer seed or a JAX key.
+        progress: show numpyro's progress bar.
+        latent_prior: a numpyro distribution on each latent coordinate; the
+            default `Normal(0, 100)` is proper but so wide (100 posterior
+            standard deviations) that it changes posterior variances by about
+            1e-4 relative.
+        dense_mass: adapt a dense mass matrix (rarely useful after whitening).
+        max_tree_depth: NUTS's maximum tree depth.
+        target_accept: target acceptance probability of step-size adaptation.
+        jitter: standard deviation of the chains' starting points in latent units.
+        truncate: passed to `Projection.from_fisher` when one is built here.
+
+    Returns:
+        A `Posterior`.
+
+    Raises:
+        ValueError: bad counts, unknown chain method, a projection of the wrong size,
+            or a curvature matrix with unconstrained directions (named).
+
+    Example:
+        >>> post = fk.sample(prob, res.params, num_samples=500, num_chains=2)
+        >>> post.summary()
+    """
+    params = start_params(params)
+    problem.check(params)
+    num_warmup = _check_count("num_warmup", num_warmup, 0)
+    num_samples = _check_count("num_samples", num_samples, 1)
+    num_chains = _check_count("num_chains", num_chains, 1)
+    _check_count("max_tree_depth", max_tree_depth, 1)
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"unknown chain_method {chain_method!r}; choose one of {CHAIN_METHODS}")
+    if not 0 < target_accept < 1:
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+    proj = _projection(problem, params, projection, truncate)
+    prior = dist.Normal(0.0, 100.0) if latent_prior is None else latent_prior
+    if not hasattr(prior, "log_prob"):
+        raise TypeError("latent_prior must be a numpyro distribution")
+
+    def potential(u):
+        return problem.nll(proj.to_params(u)) - jnp.sum(prior.log_prob(u))
+
+    key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+    init_key, warm_key, run_key = jax.random.split(key, 3)
+    shape = (num_chains, proj.dim) if num_chains > 1 else (proj.dim,)
+    u0 = jitter * jax.random.normal(init_key, shape, proj.center.dtype)
+    kernel = NUTS(
+        potential_fn=potential,
+        step_size=1.0,
+        dense_mass=dense_mass,
+        max_tree_depth=max_tree_depth,
+        target_accept_prob=target_accept,
+    )
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        progress_bar=progress,
+    )
+    start = time.perf_counter()
+    warm_steps = 0
+    warm_divergences = 0
+    if num_warmup > 0:
+        mcmc.warmup(warm_key, init_params=u0, extra_fields=_FIELDS, collect_warmup=True)
+        warm = mcmc.get_extra_fields(group_by_chain=True)
+        warm_steps = int(np.sum(warm["num_steps"]))
+        warm_divergences = int(np.sum(warm["diverging"]))
+        mcmc.run(run_key, extra_fields=_FIELDS)
+    else:
+        mcmc.run(run_key, init_params=u0, extra_fields=_FIELDS)
+    latent = np.asarray(mcmc.get_samples(group_by_chain=True))
+    fields = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    wall_time = time.perf_counter() - start
+
+    flat_latent = jnp.asarray(latent.reshape(-1, proj.dim))
+    draws = jax.vmap(proj.to_params)(flat_latent)
+    samples = jax.tree.map(lambda x: np.asarray(x).reshape(latent.shape[:2] + x.shape[1:]), draws)
+    num_steps = fields["num_steps"]
+    diagnostics = {
+        "divergences": int(fields["diverging"].sum()),
+        "warmup_divergences": warm_divergences,
+        "diverging": fields["diverging"],
+        "accept_prob": float(fields["accept_prob"].mean()),
+        "step_size": fields["adapt_state.step_size"][:, -1],
+        "num_steps": num_steps,
+        "mean_num_steps": float(num_steps.mean()),
+        "tree_depth": float(np.log2(num_steps + 1).mean()),
+        "grad_evals": warm_steps + int(num_steps.sum()),
+        "warmup_grad_evals": warm_steps,
+        "wall_time": wall_time,
+    }
+    config = {
+        "num_warmup": num_warmup,
+        "num_samples": num_samples,
+        "num_chains": num_chains,
+        "chain_method": chain_method,
+        "dense_mass": bool(dense_mass),
+        "max_tree_depth": int(max_tree_depth),
+        "target_accept": float(target_accept),
+        "jitter": float(jitter),
+        "latent_prior": repr(prior) if latent_prior is not None else "Normal(0, 100) per latent coordinate",
+        "latent_dim": proj.dim,
+        "dropped_directions": list(proj.dropped),
+    }
+    return Posterior(
+        samples=samples,
+        latent=latent,
+        names=tuple(tree.names(params)),
+        diagnostics=diagnostics,
+        config=config,
+        projection=proj,
+    )
