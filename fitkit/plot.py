@@ -1,0 +1,252 @@
+"""Figures for fits, curvature and posteriors (matplotlib and chainconsumer).
+
+Every function returns the matplotlib `Figure` and never calls `plt.show()`,
+so it works the same in notebooks, scripts and reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import CenteredNorm
+
+from . import tree
+from .results import FitResult
+
+__all__ = ["corner", "loss", "history", "residuals", "matrix", "errorbars"]
+
+
+def _is_posterior(item) -> bool:
+    return hasattr(item, "flat") and hasattr(item, "latent")
+
+
+def _is_covariance(item) -> bool:
+    return hasattr(item, "matrix") and hasattr(item, "mean") and not hasattr(item, "latent")
+
+
+def _flat_values(params) -> np.ndarray:
+    return np.asarray(tree.ravel(params)[0])
+
+
+def corner(
+    items: Any | Sequence[Any],
+    truth: Any = None,
+    names: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    covariance_draws: int = 200_000,
+    seed: int = 0,
+):
+    """A chainconsumer corner plot of any mix of posteriors, covariances and fits.
+
+    Args:
+        items: one or a list of `fk.Posterior` (its draws), `fk.Covariance`
+            (drawn as the Gaussian it describes) and `fk.FitResult` (a marker
+            at its params).
+        truth: optional params pytree (or flat dict name -> value) drawn as
+            the truth lines.
+        names: flat parameter names; taken from the items when omitted.
+        columns: the subset of names to plot (default: all).
+        labels: legend labels, one per item (default: "posterior",
+            "covariance", "fit" numbered as needed).
+        covariance_draws: number of draws that represent a covariance.
+        seed: seed of those draws, for reproducible figures.
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        TypeError: an item of an unsupported type.
+        ValueError: items disagree on the number of parameters.
+
+    Example:
+        >>> fig = fk.plot.corner([post, cov], truth=true_params)
+    """
+    import pandas as pd
+    from chainconsumer import Chain, ChainConsumer, Truth
+
+    items = list(items) if isinstance(items, (list, tuple)) else [items]
+    consumer = ChainConsumer()
+    rng = np.random.default_rng(seed)
+    markers = []
+    for i, item in enumerate(items):
+        label = labels[i] if labels is not None else None
+        if _is_posterior(item):
+            item_names = list(item.names)
+            flat = item.flat().reshape(-1, len(item_names))
+            frame = pd.DataFrame(flat, columns=item_names)
+            consumer.add_chain(Chain(samples=frame, name=label or f"posterior {i}"))
+        elif _is_covariance(item):
+            item_names = list(item.names)
+            draws = rng.multivariate_normal(
+                _flat_values(item.mean), np.asarray(item.matrix), size=covariance_draws, method="eigh"
+            )
+            frame = pd.DataFrame(draws, columns=item_names)
+            consumer.add_chain(
+                Chain(
+                    samples=frame, name=label or f"covariance {i}", color="k", shade_alpha=0.1, linewidth=2.0
+                )
+            )
+        elif isinstance(item, FitResult):
+            item_names = tree.names(item.params)
+            markers.append((label or f"fit {i}", dict(zip(item_names, _flat_values(item.params).tolist()))))
+        else:
+            raise TypeError(
+                f"corner cannot draw a {type(item).__name__}; give fk.Posterior, fk.Covariance or fk.FitResult"
+            )
+        if names is None:
+            names = item_names
+        elif len(item_names) != len(names):
+            raise ValueError(f"item {i} has {len(item_names)} parameters, others have {len(names)}")
+    if not consumer.get_names():
+        raise ValueError("corner needs at least one fk.Posterior or fk.Covariance to draw contours")
+    for j, (label, location) in enumerate(markers):
+        consumer.add_truth(
+            Truth(location=location, name=label, color=f"C{(j + 4) % 10}", marker="o", line_style=":")
+        )
+    if truth is not None:
+        location = (
+            truth if isinstance(truth, dict) and all(isinstance(v, float) for v in truth.values()) else None
+        )
+        if location is None:
+            location = dict(zip(tree.names(truth), _flat_values(truth).tolist()))
+        consumer.add_truth(Truth(location=location, name="truth", color="C3"))
+    return consumer.plotter.plot(columns=list(columns) if columns is not None else None)
+
+
+def loss(result: FitResult, log: bool = True, ax=None):
+    """The loss per step of a `FitResult` (log scale by default)."""
+    fig, ax = _figure(ax, (7, 4))
+    steps = np.asarray(result.history.get("step", np.arange(len(result.history["loss"]))))
+    ax.plot(steps, np.asarray(result.history["loss"]))
+    if log:
+        ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="loss", title=f"{result.method or 'fit'}: final loss {result.loss:.4g}")
+    return fig
+
+
+def history(result: FitResult, paths: Sequence[str] | None = None):
+    """Parameter evolution as deltas from the start, one panel per top-level path.
+
+    Args:
+        result: a `FitResult` whose history kept the params (`history=True`).
+        paths: top-level (or any) paths to show; default: every top-level key.
+
+    Raises:
+        ValueError: the result holds no params history.
+    """
+    tracked = result.history.get("params")
+    if tracked is None:
+        raise ValueError("this FitResult holds no params history; fit with history=True")
+    steps = np.asarray(result.history.get("params_step", np.arange(len(jax.tree.leaves(tracked)[0]))))
+    if paths is None:
+        paths = list(dict.fromkeys(p.split(".")[0] for p in tree.leaf_paths(tracked)))
+    fig, axes = plt.subplots(1, len(paths), figsize=(5 * len(paths), 4), squeeze=False)
+    for ax, path in zip(axes[0], paths):
+        node = tree.get(tracked, path)
+        for leaf_path, leaf in zip(tree.leaf_paths(node), jax.tree.leaves(node)):
+            values = np.asarray(leaf).reshape(len(steps), -1)
+            for k in range(values.shape[1]):
+                suffix = f"[{k}]" if values.shape[1] > 1 else ""
+                ax.plot(steps, values[:, k] - values[0, k], label=f"{leaf_path}{suffix}".lstrip("."))
+        ax.set(title=path, xlabel="step", ylabel=f"delta {path}")
+        if len(ax.lines) <= 10:
+            ax.legend(fontsize="small")
+    fig.suptitle("Parameter evolution")
+    fig.tight_layout()
+    return fig
+
+
+def residuals(problem, params, titles: Sequence[str] | None = None):
+    """Z-score maps (data - model) / error of every observation, centred diverging colours.
+
+    1-D observations are drawn as curves, 2-D ones as images; masked points are grey.
+    """
+    maps = [np.asarray(z) for z in problem.z_scores(params)]
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 4), squeeze=False)
+    cmap = plt.get_cmap("seismic").copy()
+    cmap.set_bad("0.5")
+    for i, (ax, z) in enumerate(zip(axes[0], maps)):
+        title = titles[i] if titles is not None else problem.observations[i].describe()
+        if z.ndim == 2:
+            image = ax.imshow(z, cmap=cmap, norm=CenteredNorm(), origin="lower")
+            fig.colorbar(image, ax=ax, label="z-score")
+        else:
+            ax.plot(z.ravel(), ".", ms=3)
+            ax.axhline(0.0, color="k", lw=0.8)
+            ax.set_ylabel("z-score")
+        ax.set_title(f"{title}\nchi2/n = {np.nanmean(z**2):.3g}")
+    fig.tight_layout()
+    return fig
+
+
+def matrix(values, names: Sequence[str] | None = None, title: str = "", kind: str = "centred"):
+    """An image of a Hessian, Fisher, covariance or correlation matrix.
+
+    Args:
+        values: an `(n, n)` array, or anything with a `.matrix` (an `fk.Covariance`).
+        names: tick labels (default: the covariance's names when available).
+        title: the title.
+        kind: `"centred"` (diverging colours centred on 0) or `"log"` (log10 of |values|).
+    """
+    if hasattr(values, "matrix"):
+        names = names if names is not None else list(getattr(values, "names", []) or [])
+        values = values.matrix
+    values = np.asarray(values)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if kind == "log":
+        image = ax.imshow(np.log10(np.abs(values) + 1e-300), cmap="inferno")
+        fig.colorbar(image, ax=ax, label="log10 |value|")
+    elif kind == "centred":
+        image = ax.imshow(values, cmap="seismic", norm=CenteredNorm())
+        fig.colorbar(image, ax=ax)
+    else:
+        raise ValueError(f"unknown kind {kind!r}; choose 'centred' or 'log'")
+    if names:
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize="small")
+        ax.set_yticks(range(len(names)), names, fontsize="small")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def errorbars(covariance, sigma: float = 1.0, truth: Any = None, relative: bool = False):
+    """Parameter estimates with +-`sigma` error bars from an `fk.Covariance`.
+
+    Args:
+        covariance: the `fk.Covariance` (its `mean`, `names` and standard deviations).
+        sigma: how many standard deviations each bar spans.
+        truth: optional params pytree drawn as crosses.
+        relative: plot `(value - truth) / std` instead of values (needs `truth`).
+    """
+    names = list(covariance.names)
+    values = _flat_values(covariance.mean)
+    errors = np.sqrt(np.diag(np.asarray(covariance.matrix)))
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names)), 4))
+    x = np.arange(len(names))
+    if relative:
+        if truth is None:
+            raise ValueError("relative=True needs truth")
+        ax.errorbar(x, (values - _flat_values(truth)) / errors, yerr=sigma, fmt="o", capsize=4)
+        ax.set_ylabel("(estimate - truth) / std")
+    else:
+        ax.errorbar(x, values, yerr=sigma * errors, fmt="o", capsize=4, label=f"estimate +- {sigma:g} sigma")
+        if truth is not None:
+            ax.plot(x, _flat_values(truth), "x", color="C3", label="truth")
+        ax.set_ylabel("value")
+        ax.legend()
+    ax.axhline(0.0, color="k", ls="--", lw=0.8)
+    ax.set_xticks(x, names, rotation=45, ha="right")
+    fig.tight_layout()
+    return fig
+
+
+def _figure(ax, size):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=size)
+        return fig, ax
+    return ax.figure, ax

@@ -1,0 +1,79 @@
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import pytest
+
+import fitkit as fk
+from fitkit import plot
+from fitkit.examples import gaussians
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def gauss():
+    problem, truth, start = gaussians.make_problem()
+    return problem, truth, start
+
+
+@pytest.fixture(scope="module")
+def fitted(gauss):
+    problem, _, start = gauss
+    steps = 5
+    params_history = {k: jnp.stack([v + 0.01 * i for i in range(steps)]) for k, v in start.items()}
+    return fk.FitResult(
+        params=start,
+        loss=1.0,
+        steps=steps,
+        converged=False,
+        message="",
+        history={"step": np.arange(steps), "loss": np.linspace(5, 1, steps), "params": params_history},
+    )
+
+
+@pytest.fixture(scope="module")
+def posterior():
+    rng = np.random.default_rng(0)
+    params = {"a": jnp.zeros(2), "b": jnp.array(1.0)}
+    latent = rng.normal(size=(2, 300, 3))
+    samples = {"a": latent[..., 1:], "b": 1.0 + latent[..., 0]}
+    return fk.Posterior(
+        samples=samples, latent=latent, names=tuple(fk.tree.names(params)), diagnostics={}, config={}
+    )
+
+
+def test_loss_and_history(fitted, tmp_path):
+    fig = plot.loss(fitted)
+    assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "log"
+    fig.savefig(tmp_path / "loss.png")
+    fig = plot.history(fitted)
+    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata()[-1], 0.04)
+    fig.savefig(tmp_path / "history.png")
+    with pytest.raises(ValueError, match="history=True"):
+        plot.history(fk.FitResult(params={}, loss=0.0, steps=0, converged=False, message=""))
+
+
+def test_residuals_and_matrix(gauss, tmp_path):
+    problem, truth, _ = gauss
+    fig = plot.residuals(problem, truth)
+    assert len(fig.axes) == 1
+    fig.savefig(tmp_path / "res.png")
+    fig = plot.matrix(np.array([[2.0, -1.0], [-1.0, 2.0]]), names=["x", "y"], title="H")
+    assert len(fig.axes) == 2  # the image and its colour bar
+    fig.savefig(tmp_path / "m.png")
+    with pytest.raises(ValueError, match="kind"):
+        plot.matrix(np.eye(2), kind="linear")
+
+
+def test_corner_posterior_with_fit_and_truth(posterior, tmp_path):
+    result = fk.FitResult(
+        params={"a": jnp.zeros(2), "b": jnp.array(1.0)}, loss=0.0, steps=0, converged=True, message=""
+    )
+    fig = plot.corner([posterior, result], truth={"a": jnp.zeros(2), "b": jnp.array(1.0)})
+    assert len([ax for ax in fig.axes if ax.get_visible()]) >= 6  # 3x3 lower triangle
+    fig.savefig(tmp_path / "corner.png")
+    with pytest.raises(TypeError, match="corner cannot draw"):
+        plot.corner([posterior, np.eye(2)])
+    with pytest.raises(ValueError, match="at least one"):
+        plot.corner([result])
