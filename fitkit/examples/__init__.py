@@ -1,5 +1,5 @@
 """Example models used by the tutorials, the demo and the tests."""
 
-from . import gaussians
+from . import gaussians, optics
 
-__all__ = ["gaussians"]
+__all__ = ["gaussians", "optics"]
