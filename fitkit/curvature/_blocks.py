@@ -1,0 +1,213 @@
+"""Column blocks: how many columns fit in a memory budget, and running the blocks over devices.
+
+A curvature matrix is built one block of `batch_size` columns at a time: each
+block is a `vmap` of a linear map (a JVP or a Hessian-vector product) over
+one-hot vectors, and the blocks run in sequence with `lax.map`, so peak memory
+grows with `batch_size`, not with the number of parameters. With several
+devices the block index is split over a one-axis mesh with `jax.shard_map`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+from jaxtyping import Array, Float, Int
+
+__all__ = [
+    "DEFAULT_MAX_MEMORY",
+    "memory_budget",
+    "check_batch_size",
+    "resolve_devices",
+    "plan_batch_size",
+    "one_hot",
+    "map_blocks",
+    "sum_blocks",
+]
+
+# Used where the device does not report its memory (CPU): enough for a dense
+# 8000 x 8000 float64 matrix and its working copies.
+DEFAULT_MAX_MEMORY = 2 * 1024**3
+
+# Used when the cost of one block cannot be compiled separately (a function that
+# closes over tracers of an outer `jit`): small enough for most models.
+FALLBACK_BATCH_SIZE = 64
+
+# (block jaxpr, n, budget, fixed bytes, device count) -> planned batch size
+_PLANS: dict[tuple, int] = {}
+
+
+def memory_budget(max_memory: int | float | None) -> int:
+    """Bytes the curvature code may use: `max_memory`, else a quarter of the device's memory.
+
+    Raises:
+        ValueError: `max_memory` is not a positive number.
+    """
+    if max_memory is not None:
+        if isinstance(max_memory, bool) or not isinstance(max_memory, (int, float)) or max_memory <= 0:
+            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
+        return int(max_memory)
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)) // 4
+    return DEFAULT_MAX_MEMORY
+
+
+def check_batch_size(batch_size: Any, n: int) -> int | None:
+    """Validate a user's `batch_size`; values above `n` are clipped to `n`.
+
+    Raises:
+        TypeError: not an integer.
+        ValueError: smaller than 1.
+    """
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return int(min(batch_size, n))
+
+
+def resolve_devices(devices: Sequence[jax.Device] | None) -> tuple[jax.Device, ...]:
+    """The devices to spread blocks over: all devices of the default backend unless given.
+
+    Raises:
+        ValueError: an empty sequence of devices.
+    """
+    devices = tuple(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices is empty; give at least one jax.Device, or None for all devices")
+    return devices
+
+
+def one_hot(idx: Int[Array, " b"], n: int, dtype) -> Float[Array, "b n"]:
+    """Rows of the identity picked by `idx`; an index `>= n` (padding) gives a zero row."""
+    return jax.nn.one_hot(idx, n, dtype=dtype)
+
+
+def _block_bytes(make_block: Callable[[int], Callable], b: int, abstract: Any) -> int | None:
+    try:
+        compiled = jax.jit(make_block(b)).lower(abstract).compile()
+        stats = compiled.memory_analysis()
+    except jax.errors.UnexpectedTracerError:
+        return None
+    if stats is None:
+        return None
+    return int(stats.temp_size_in_bytes + stats.output_size_in_bytes)
+
+
+def plan_batch_size(
+    make_block: Callable[[int], Callable],
+    example: Any,
+    n: int,
+    max_memory: int | float | None,
+    fixed_bytes: int = 0,
+    devices: Sequence[jax.Device] | None = None,
+) -> int:
+    """The largest block of columns whose compiled working memory fits the budget.
+
+    One block's memory is modelled as `a + s * batch_size`, with `a` and `s`
+    measured from XLA's compiled memory analysis of the block at two sizes. The
+    result is then evened out so the blocks (a multiple of the device count)
+    need as little padding as possible.
+
+    Args:
+        make_block: `make_block(b)` returns a function of `example` that computes
+            one block of `b` columns (linearisation included).
+        example: the point (a flat array, or its `jax.ShapeDtypeStruct`).
+        n: number of columns in all.
+        max_memory: the budget in bytes (see `memory_budget`).
+        fixed_bytes: memory needed besides the block, e.g. the output matrix.
+        devices: the devices the blocks will be spread over.
+
+    Returns:
+        A batch size between 1 and `n`.
+    """
+    budget = memory_budget(max_memory)
+    n_devices = len(resolve_devices(devices))
+    abstract = jax.ShapeDtypeStruct(jnp.shape(example), jnp.result_type(example))
+    try:
+        # Memory depends on the program, not on the values it closes over, so the
+        # plan is cached by the block's jaxpr: tracing is cheap, compiling is not.
+        key = (str(jax.make_jaxpr(make_block(1))(abstract)), n, budget, fixed_bytes, n_devices)
+    except jax.errors.UnexpectedTracerError:
+        key = None
+    if key is not None and key in _PLANS:
+        return _PLANS[key]
+    small, large = 1, min(n, 16)
+    cost_small = None if key is None else _block_bytes(make_block, small, abstract)
+    if cost_small is None:
+        batch = min(n, FALLBACK_BATCH_SIZE)
+    elif large == small:
+        batch = 1
+    else:
+        cost_large = _block_bytes(make_block, large, abstract) or cost_small
+        per_column = max((cost_large - cost_small) / (large - small), 1.0)
+        constant = max(cost_small - per_column, 0.0)
+        batch = int((budget - fixed_bytes - constant) // per_column)
+    batch = max(1, min(n, batch))
+    n_blocks = math.ceil(math.ceil(n / batch) / n_devices) * n_devices
+    batch = math.ceil(n / n_blocks)
+    if key is not None:
+        if len(_PLANS) >= 64:
+            _PLANS.pop(next(iter(_PLANS)))
+        _PLANS[key] = batch
+    return batch
+
+
+def _run_blocks(block_fn: Callable, n: int, batch_size: int, devices: Sequence[jax.Device] | None):
+    """`lax.map` of `block_fn` over blocks of column indices; returns the stacked block outputs."""
+    devices = resolve_devices(devices)
+    n_blocks = math.ceil(math.ceil(n / batch_size) / len(devices)) * len(devices)
+    # Indices past n are padding: their one-hot rows are zero, and they are cut off afterwards.
+    idx = jnp.arange(n_blocks * batch_size).reshape(n_blocks, batch_size)
+    run = lambda blocks: jax.lax.map(block_fn, blocks)
+    if len(devices) > 1:
+        mesh = Mesh(np.asarray(devices), ("blocks",))
+        # The closed-over linearisation is the same on every device while the one-hot
+        # tangents vary over the mesh; check_vma would reject that mix.
+        run = jax.shard_map(run, mesh=mesh, in_specs=P("blocks"), out_specs=P("blocks"), check_vma=False)
+    return run(idx)
+
+
+def map_blocks(
+    block_fn: Callable[[Int[Array, " b"]], Any],
+    n: int,
+    batch_size: int,
+    devices: Sequence[jax.Device] | None = None,
+) -> Any:
+    """Apply `block_fn` to blocks of `batch_size` column indices covering `0..n-1`.
+
+    Args:
+        block_fn: maps a vector of `batch_size` indices to outputs with a leading
+            axis of `batch_size` (one row per index; indices `>= n` are padding).
+        n: number of indices.
+        batch_size: indices per block; need not divide `n`.
+        devices: spread the blocks over these devices (default: all).
+
+    Returns:
+        The outputs for indices `0..n-1`, stacked along a leading axis of size `n`.
+    """
+    out = _run_blocks(block_fn, n, batch_size, devices)
+    return jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:])[:n], out)
+
+
+def sum_blocks(
+    block_fn: Callable[[Int[Array, " b"]], Any],
+    n: int,
+    batch_size: int,
+    devices: Sequence[jax.Device] | None = None,
+) -> Any:
+    """Like `map_blocks`, but `block_fn` returns one summed output per block; returns their sum.
+
+    `block_fn` must give zero contribution for padding indices (`>= n`).
+    """
+    out = _run_blocks(block_fn, n, batch_size, devices)
+    return jax.tree.map(lambda o: o.sum(axis=0), out)

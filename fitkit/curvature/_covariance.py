@@ -1,0 +1,204 @@
+"""Covariance: the normal (Laplace) approximation at a mode, with error bars, draws and bands."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .. import _io, tree
+from ._blocks import check_batch_size, sum_blocks
+from ._flat import flatten
+
+__all__ = ["Covariance", "ErrorBars", "Prediction"]
+
+
+class ErrorBars(NamedTuple):
+    """What `plt.errorbar` needs: flat parameter names, values and `sigma`-scaled errors."""
+
+    names: list[str]
+    values: np.ndarray
+    errors: np.ndarray
+
+
+class Prediction(NamedTuple):
+    """Delta-method mean and standard deviation of a function of the params."""
+
+    mean: Any
+    std: Any
+
+
+class Covariance(eqx.Module):
+    """A covariance matrix of the params at a point: error bars, correlations, draws, predictive bands.
+
+    Usually made by `fk.covariance(problem, params)`; can be built directly from
+    a flat matrix in `fitkit.tree.ravel` order and the params it belongs to.
+
+    Attributes:
+        matrix: the `(n, n)` covariance in `fitkit.tree.ravel` order.
+        mean: the params (the mode) the covariance belongs to.
+        names: flat scalar parameter names (`wfe[3]`) labelling rows and columns.
+        method: how it was computed (`"hessian"`, `"fisher:svd"`, `"fisher:matrix"`).
+        dropped: directions dropped by a regularised (pseudo-)inverse, in words.
+
+    Example:
+        >>> cov = fk.covariance(problem, result)
+        >>> cov.std["mean"]                      # error bars, shaped like the params
+        >>> draws = cov.sample(jr.key(0), 1000)  # params pytree with a leading axis
+        >>> band = cov.predict(lambda p: model(p))
+    """
+
+    matrix: Float[Array, "n n"]
+    mean: Any
+    names: tuple[str, ...] = eqx.field(static=True)
+    method: str = eqx.field(static=True, default="")
+    dropped: tuple[str, ...] = eqx.field(static=True, default=())
+
+    def __init__(
+        self,
+        matrix: Float[Array, "n n"],
+        mean: Any,
+        method: str = "",
+        dropped: Sequence[str] = (),
+    ):
+        matrix = jnp.asarray(matrix)
+        n = tree.size(mean)
+        if matrix.shape != (n, n):
+            raise ValueError(
+                f"the covariance matrix has shape {matrix.shape}, but the params have {n} scalars"
+            )
+        self.matrix = matrix
+        self.mean = mean
+        self.names = tuple(tree.names(mean))
+        self.method = str(method)
+        self.dropped = tuple(str(d) for d in dropped)
+
+    # ------------------------------------------------------------ summaries
+    @property
+    def size(self) -> int:
+        """Number of scalar parameters."""
+        return len(self.names)
+
+    @property
+    def flat_std(self) -> Float[Array, " n"]:
+        """Standard deviations as one vector in `names` order."""
+        return jnp.sqrt(jnp.diag(self.matrix))
+
+    @property
+    def std(self) -> Any:
+        """Standard deviations, shaped like the params (same pytree structure)."""
+        return tree.ravel(self.mean)[1](self.flat_std)
+
+    @property
+    def correlation(self) -> Float[Array, "n n"]:
+        """The correlation matrix: the covariance divided by the outer product of the stds."""
+        std = self.flat_std
+        return self.matrix / jnp.outer(std, std)
+
+    def to_dataframe(self):
+        """A pandas DataFrame indexed by parameter name with columns `mean` and `std`."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {"mean": np.asarray(tree.ravel(self.mean)[0]), "std": np.asarray(self.flat_std)},
+            index=pd.Index(self.names, name="param"),
+        )
+
+    def errorbar(self, sigma: float = 1.0) -> ErrorBars:
+        """Data for `plt.errorbar(range(n), values, yerr=errors)`: errors are `sigma` standard deviations.
+
+        Example:
+            >>> names, values, errors = cov.errorbar(sigma=5)
+            >>> plt.errorbar(np.arange(len(names)), values, yerr=errors, fmt="o")
+        """
+        if not np.isfinite(sigma) or sigma <= 0:
+            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+        values = np.asarray(tree.ravel(self.mean)[0])
+        return ErrorBars(list(self.names), values, sigma * np.asarray(self.flat_std))
+
+    # ------------------------------------------------------------ draws and bands
+    def _root(self) -> Float[Array, "n n"]:
+        """A square root `L` with `L L^T = matrix`, valid for singular (pseudo-inverse) matrices too."""
+        values, vectors = jnp.linalg.eigh(self.matrix)
+        return vectors * jnp.sqrt(jnp.clip(values, 0.0))
+
+    def sample(self, key: PRNGKeyArray, n: int) -> Any:
+        """Laplace draws: `n` params from the normal approximation `N(mean, matrix)`.
+
+        Args:
+            key: a JAX random key.
+            n: number of draws.
+
+        Returns:
+            A params pytree whose leaves have a leading axis of length `n`.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        flat, unravel = tree.ravel(self.mean)
+        z = jax.random.normal(key, (int(n), flat.size), dtype=self.matrix.dtype)
+        return jax.vmap(unravel)(flat + z @ self._root().T)
+
+    def predict(
+        self, fn: Callable[[Any], Any], params: Any = None, batch_size: int | None = None
+    ) -> Prediction:
+        """Delta-method mean and standard deviation of `fn(params)`, e.g. a model curve or image.
+
+        The variance of each output is `diag(J C J^T)` with `J` the Jacobian of
+        `fn` at `params`; it is accumulated from JVPs along the columns of a
+        square root of `C`, in blocks of `batch_size`, so J is never formed.
+
+        Args:
+            fn: function of the params returning an array or a pytree of arrays.
+            params: where to linearise `fn` (default: `mean`).
+            batch_size: JVPs per block (default: all at once).
+
+        Returns:
+            `Prediction(mean, std)`, each shaped like `fn`'s output.
+
+        Example:
+            >>> band = cov.predict(lambda p: model(p))
+            >>> plt.fill_between(x, band.mean - band.std, band.mean + band.std)
+        """
+        params = self.mean if params is None else params
+        x, fn_flat, _ = flatten(fn, params, what="fn")
+        n = x.size
+        if n != self.size:
+            raise ValueError(f"params have {n} scalars but the covariance has {self.size}")
+        batch_size = check_batch_size(batch_size, n) or n
+        root = self._root().astype(x.dtype)
+        out0, jvp = jax.linearize(fn_flat, x)
+
+        def block(idx):
+            columns = jnp.take(root, idx, axis=1, mode="fill", fill_value=0.0).T  # padding -> 0
+            return jnp.sum(jnp.square(jax.vmap(jvp)(columns)), axis=0)
+
+        variance = sum_blocks(block, n, batch_size)
+        shapes = jax.eval_shape(fn, params)
+        _, unravel_out = tree.ravel(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
+        return Prediction(unravel_out(out0), unravel_out(jnp.sqrt(variance)))
+
+    # ------------------------------------------------------------ save and load
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the covariance to one `.npz` file (params made of dicts, lists, tuples and arrays)."""
+        _io.save_npz(
+            path,
+            {"matrix": self.matrix, "mean": self.mean, "method": self.method, "dropped": list(self.dropped)},
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Covariance:
+        """Read a covariance written by `save`; arrays come back bit for bit."""
+        fields = _io.load_npz(path)
+        return cls(fields["matrix"], fields["mean"], fields["method"], fields["dropped"])
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={s:.3g}" for n, s in zip(self.names[:6], np.asarray(self.flat_std)))
+        more = ", ..." if self.size > 6 else ""
+        extra = f", {len(self.dropped)} dropped directions" if self.dropped else ""
+        return f"Covariance({self.method or 'matrix'}: {self.size} params; std {shown}{more}{extra})"

@@ -1,0 +1,132 @@
+"""`fk.covariance`: the curvature of a problem at a mode, inverted with an honest verdict."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import tree
+from .._config import warn_if_float32
+from ..problem import Problem
+from ._blocks import memory_budget
+from ._covariance import Covariance
+from ._diagnose import invert, spectrum_of_jacobian, spectrum_of_matrix
+from ._fisher import check_problem, fisher, prior_curvature, whitened_jacobian
+from ._flat import is_tracing
+from ._hessian import hessian
+
+__all__ = ["covariance"]
+
+METHODS = ("hessian", "fisher")
+
+
+def _prior_rows(prior: np.ndarray | None, eps: float) -> np.ndarray | None:
+    """Rows `R` with `R^T R = prior`, or None if the prior curvature is not positive semi-definite."""
+    if prior is None:
+        return np.zeros((0, 0))
+    values, vectors = np.linalg.eigh(prior)
+    top = max(float(np.abs(values).max()), 0.0)
+    if values.min() < -prior.shape[0] * eps * top:
+        return None
+    keep = values > 0
+    return np.sqrt(values[keep])[:, None] * vectors[:, keep].T
+
+
+def covariance(
+    problem: Problem,
+    params: Any,
+    method: str = "hessian",
+    batch_size: int | None = None,
+    max_memory: int | float | None = None,
+    regularise: bool | float | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> Covariance:
+    """The covariance of the params at a mode: the inverse curvature of the problem's nll.
+
+    `method="hessian"` inverts the Hessian of `problem.nll` (likelihood plus
+    priors). `method="fisher"` inverts the Fisher information `J^T W J` plus
+    the priors' curvature, which is positive semi-definite by construction.
+    With `"fisher"`, when the whitened Jacobian `diag(sqrt(w)) J` fits in
+    `max_memory` (three copies of `n_data x n` floats) and the prior curvature is
+    positive semi-definite, the covariance comes from the SVD of that Jacobian
+    (with the priors' square-root rows appended), so the condition number is not
+    squared (`method == "fisher:svd"`); otherwise from the matrix
+    (`"fisher:matrix"`). Every matrix is first normalised by its diagonal, so the
+    verdict on a singular or indefinite matrix does not depend on units.
+
+    Args:
+        problem: the `fk.Problem`.
+        params: the mode: a params pytree or a `FitResult`.
+        method: `"hessian"` or `"fisher"`.
+        batch_size: columns per block for the Hessian/Jacobian (`None`: planned from `max_memory`).
+        max_memory: memory budget in bytes (default: a quarter of device memory, or 2 GiB).
+        regularise: `None` (default): raise `CurvatureError` on a singular or
+            indefinite matrix. `True`: return a pseudo-inverse that drops the
+            offending directions. A float: also drop directions whose eigenvalue of the
+            diagonal-normalised matrix is below `regularise` times the largest.
+            Dropped directions are listed in a warning and in `Covariance.dropped`.
+        devices: devices to spread the blocks over (default: all).
+
+    Returns:
+        A `Covariance` (`matrix`, `std`, `correlation`, `names`, `sample`, `predict`, ...).
+
+    Raises:
+        CurvatureError: the matrix is singular or indefinite (a `ValueError`
+            naming the parameters: "wfe[0] is not constrained by the data").
+        ValueError: unknown `method` or bad `regularise`.
+        TypeError: called under `jit`/`vmap` (use `fk.fisher`/`fk.hessian` there),
+            or `problem` is not an `fk.Problem`.
+
+    Example:
+        >>> cov = fk.covariance(problem, result, method="fisher")
+        >>> cov.std, cov.to_dataframe()
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if not (regularise is None or isinstance(regularise, (bool, int, float))) or (
+        not isinstance(regularise, bool) and isinstance(regularise, (int, float)) and regularise < 0
+    ):
+        raise ValueError(f"regularise must be None, True, or a non-negative float, got {regularise!r}")
+    params = check_problem(problem, params, "fk.covariance")
+    if is_tracing(params):
+        raise TypeError(
+            "fk.covariance inspects the matrix to name unconstrained parameters, so it cannot run "
+            "under jit or vmap; use fk.fisher or fk.hessian (and jnp.linalg.inv) there"
+        )
+    x, _ = tree.ravel(params)
+    names = tree.names(params)
+    eps = float(jnp.finfo(x.dtype).eps)
+    warn_if_float32(x.dtype, "The covariance")
+    if method == "hessian":
+        matrix = hessian(problem.nll, params, batch_size, max_memory, devices=devices)
+        spectrum, label, what = (
+            spectrum_of_matrix(np.asarray(matrix), eps),
+            "hessian",
+            "the Hessian of the nll",
+        )
+    else:
+        what = "the Fisher information"
+        prior = prior_curvature(problem, params)
+        rows = _prior_rows(None if prior is None else np.asarray(prior), eps)
+        fits = 3 * problem.n_data * x.size * x.dtype.itemsize <= memory_budget(max_memory)
+        if fits and rows is not None:
+            jac = np.asarray(whitened_jacobian(problem, params, batch_size, max_memory, devices))
+            stacked = np.concatenate([jac, rows]) if rows.size else jac
+            spectrum, label = spectrum_of_jacobian(stacked, eps), "fisher:svd"
+        else:
+            matrix = fisher(problem, params, batch_size, max_memory, devices)
+            spectrum, label = spectrum_of_matrix(np.asarray(matrix), eps), "fisher:matrix"
+    matrix, dropped = invert(spectrum, names, what, regularise)
+    if dropped:
+        lines = "\n".join(f"  - {d.text}" for d in dropped)
+        warnings.warn(
+            f"the covariance is a pseudo-inverse of {what}: {len(dropped)} direction(s) were dropped "
+            f"and carry no uncertainty:\n{lines}",
+            stacklevel=2,
+        )
+    return Covariance(jnp.asarray(matrix, dtype=x.dtype), params, label, [d.text for d in dropped])
