@@ -3,11 +3,13 @@
 from . import examples, stats, tree
 from ._config import enable_x64, info
 from .curvature import Covariance, CurvatureError, covariance, fisher, hessian, jacobian
+from .fitting import Stopper, delay, fit
 from .module import Module
 from .observation import Observation, ObservationError, valid_mask
 from .problem import ParamsError, Problem
 from .projection import Projection, ProjectionError
 from .results import FitResult
+from .sampling import Posterior, sample
 from .tree import PathError
 
 __version__ = "0.1.0"
@@ -33,6 +35,11 @@ __all__ = [
     "covariance",
     "Covariance",
     "CurvatureError",
+    "fit",
+    "Stopper",
+    "delay",
     "Projection",
     "ProjectionError",
+    "sample",
+    "Posterior",
 ]

@@ -326,3 +326,84 @@ class Problem(eqx.Module):
     def chi2r(self, params: Any) -> Float[Array, ""]:
         """Reduced chi-squared, `chi2 / ddof`."""
         return self.chi2(params) / self.ddof(params)
+
+    # -------------------------------------------------------------- selection
+    def take(self, indices: Any) -> Problem:
+        """The sub-problem made of the observations at `indices`: one mini-batch.
+
+        It keeps the model, likelihood and priors. Concrete indices (a list or
+        a NumPy array) give exactly `Problem(model, [observations[i], ...])`.
+        On a vmapped problem the indices may also be traced (inside `jit`,
+        `vmap` or `lax.scan`): the stacked observation arrays are then
+        gathered on device. As `n_data` is a static count, traced indices need
+        every observation to use the same number of points; this is checked
+        when the data are concrete and assumed when they are traced.
+
+        Args:
+            indices: 1-D integer positions in `observations` (repeats allowed).
+
+        Returns:
+            A `Problem` of `len(indices)` observations, in the order given.
+
+        Raises:
+            TypeError: `indices` are not a 1-D integer array.
+            ValueError: an index is out of range, or indices are traced on a
+                problem that is not vmapped or whose observations use
+                different numbers of points.
+
+        Example:
+            >>> prob.take([0, 2]).loss(params)          # the loss of two observations
+            >>> jax.jit(lambda i: prob.take(i).chi2(params))(jnp.array([1, 3]))
+        """
+        n_obs = len(self.observations)
+        if not isinstance(indices, jax.core.Tracer):
+            idx = np.asarray(indices)
+            if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+                raise TypeError(f"take needs a non-empty 1-D array of integer indices, got {indices!r}")
+            if np.any((idx < -n_obs) | (idx >= n_obs)):
+                raise ValueError(f"take: indices {idx.tolist()} are out of range for {n_obs} observations")
+            if not _is_tracing((self._data, self._valid)):
+                chosen = [self.observations[i] for i in idx]
+                return Problem(self.model, chosen, self.likelihood, self.priors, vmap=self.vmapped)
+        if not self.vmapped:
+            raise ValueError(
+                "take with traced indices needs a vmapped problem (observations of one type and "
+                "shape); select with concrete indices (a list) instead"
+            )
+        indices = jnp.asarray(indices)
+        if indices.ndim != 1 or not jnp.issubdtype(indices.dtype, jnp.integer):
+            raise TypeError(f"take needs 1-D integer indices, got {indices.dtype}{list(indices.shape)}")
+        if _is_tracing(self._valid):
+            counts = None if self.n_data % n_obs else [self.n_data // n_obs]
+        else:
+            counts = np.unique(np.reshape(np.asarray(self._valid), (n_obs, -1)).sum(axis=1))
+        if counts is None or len(counts) != 1:
+            raise ValueError(
+                "take with traced indices needs every observation to use the same number of "
+                "points, but their masks differ; select with concrete indices instead"
+            )
+        k = indices.shape[0]
+        n_data = k * int(counts[0])
+        arrays, static = eqx.partition(self._stacked, eqx.is_array)
+        arrays = jax.tree.map(lambda a: a[indices], arrays)
+        valid = self._valid[indices]
+        fields = {
+            "model": self.model,
+            "observations": tuple(
+                eqx.combine(jax.tree.map(lambda a, j=j: a[j], arrays), static) for j in range(k)
+            ),
+            "priors": self.priors,
+            "likelihood": self.likelihood,
+            "vmapped": True,
+            "_stacked": eqx.combine(arrays, static),
+            "_data": self._data[indices],
+            "_error": None if self._error is None else self._error[indices],
+            "_valid": valid,
+            "_valid_index": jnp.nonzero(jnp.ravel(valid), size=n_data)[0],
+            "n_data": n_data,
+        }
+        # Built field by field: __init__ would need concrete arrays to count points.
+        sub = object.__new__(Problem)
+        for name, value in fields.items():
+            object.__setattr__(sub, name, value)
+        return sub
