@@ -10,6 +10,7 @@ from .problem import ParamsError, Problem
 from .projection import Projection, ProjectionError
 from .results import FitResult
 from .sampling import Posterior, sample
+from .solving import ConvergenceError, ConvergenceWarning, solve
 from .tree import PathError
 
 __version__ = "0.1.0"
@@ -42,4 +43,7 @@ __all__ = [
     "ProjectionError",
     "sample",
     "Posterior",
+    "solve",
+    "ConvergenceError",
+    "ConvergenceWarning",
 ]

@@ -1,0 +1,361 @@
+"""`solve`: second-order and least-squares solving with optimistix, in one jitted loop."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jaxtyping import Array, Bool, Float, Int, PyTree
+
+from ..problem import Problem
+from ..results import FitResult, start_params
+from . import _log
+from ._compile import compiled
+from ._latent import Flat
+from ._messages import CONVERGED, ConvergenceError, ConvergenceWarning, outcome, stop_message
+from ._methods import resolve
+from ._observe import Observation, evaluation_names, evaluations, holds_loss, inner_state, observe
+
+__all__ = ["solve"]
+
+_COLUMNS = ("loss", "grad_norm", "dx_norm", "step_size", "accepted")
+_COUNTERS = ("steps", "terminate", "result", "accepted", "extra_evals")
+
+
+class _Carry(eqx.Module):
+    y: Float[Array, " n"]
+    state: PyTree
+    step: Int[Array, ""]
+    terminate: Bool[Array, ""]
+    result: optx.RESULTS
+    best_y: Float[Array, " n"]
+    best_loss: Float[Array, ""]
+    accepted: Int[Array, ""]
+    last_step_size: Float[Array, ""]
+    extra_evals: Int[Array, ""]
+    history: Float[Array, "max_steps columns"]
+
+
+def _objective(problem: Problem, kind: str, to_params: Callable) -> Callable:
+    method = getattr(problem, kind)
+    return lambda u, args: (method(to_params(u)), None)
+
+
+def _run(problem, solver, u0, to_params, *, objective, max_steps, log_every, report):
+    """The whole solve, traced once: init, a `lax.while_loop` of steps, and the outputs."""
+    fn = _objective(problem, objective, to_params)
+    options, tags = {}, frozenset()
+    dtype = u0.dtype
+    f_struct = jax.eval_shape(lambda: fn(u0, None)[0])
+    state = solver.init(fn, u0, None, options, f_struct, None, tags)
+    dynamic_state, static_state = eqx.partition(state, eqx.is_array)
+    reads_loss = holds_loss(state)
+    counts_accepted = hasattr(inner_state(state), "num_accepted_steps")
+    n_data = problem.n_data
+
+    def measure(state, y) -> Observation:
+        if reads_loss:
+            return observe(state, n_data, dtype)
+        value = fn(y, None)[0]
+        value = jnp.sum(jnp.square(value)) / n_data if objective == "residuals" else value
+        nan = jnp.asarray(jnp.nan, dtype)
+        return Observation(jnp.asarray(value, dtype), nan, nan, jnp.asarray(-1, jnp.int32))
+
+    def cond(carry: _Carry):
+        running = jnp.invert(carry.terminate) & (carry.result == optx.RESULTS.successful)
+        return running & (carry.step < max_steps)
+
+    def body(carry: _Carry) -> _Carry:
+        state = eqx.combine(carry.state, static_state)
+        y, state, _ = solver.step(fn, carry.y, None, options, state, tags)
+        terminate, result = solver.terminate(fn, y, None, options, state, tags)
+        finite = jnp.all(jnp.isfinite(y))
+        result = optx.RESULTS.where(finite, result, optx.RESULTS.nonfinite)
+        step = carry.step + 1
+        seen = measure(state, y)
+        if counts_accepted:
+            accepted = seen.accepted
+        else:
+            moved = jnp.any(y != carry.y) | (step == 1)
+            accepted = carry.accepted + moved.astype(carry.accepted.dtype)
+        is_accepted = accepted > carry.accepted
+        extra_evals = carry.extra_evals + (0 if reads_loss else 1)
+        better = seen.loss < carry.best_loss
+        dx = jnp.linalg.norm(y - carry.y)
+        # step_size: the one that produced the point evaluated in this step
+        row = jnp.stack([seen.loss, seen.grad_norm, dx, carry.last_step_size, is_accepted.astype(dtype)])
+        if report:
+            evals = evaluations(solver, state, step, accepted, u0.size)
+            first = next(iter(evals.values()), jnp.asarray(-1)) + extra_evals
+            stop = terminate | (result != optx.RESULTS.successful) | (step >= max_steps)
+            jax.lax.cond(
+                (step % log_every == 0) | stop,
+                lambda: jax.debug.callback(
+                    _log.emit, step, seen.loss, dx, seen.grad_norm, carry.last_step_size, first, is_accepted
+                ),
+                lambda: None,
+            )
+        return _Carry(
+            y=y,
+            state=eqx.filter(state, eqx.is_array),
+            step=step,
+            terminate=terminate,
+            result=result,
+            best_y=jnp.where(better, y, carry.best_y),
+            best_loss=jnp.where(better, seen.loss, carry.best_loss),
+            accepted=accepted,
+            last_step_size=seen.step_size,
+            extra_evals=extra_evals,
+            history=carry.history.at[step - 1].set(row),
+        )
+
+    nan = jnp.asarray(jnp.nan, dtype)
+    carry = _Carry(
+        y=u0,
+        state=dynamic_state,
+        step=jnp.asarray(0),
+        terminate=jnp.asarray(False),
+        result=optx.RESULTS.successful,
+        best_y=u0,
+        best_loss=jnp.asarray(jnp.inf, dtype),
+        accepted=jnp.asarray(0, jnp.int32),
+        last_step_size=nan,
+        extra_evals=jnp.asarray(0),
+        history=jnp.full((max_steps, len(_COLUMNS)), jnp.nan, dtype),
+    )
+    carry = jax.lax.while_loop(cond, body, carry)
+    state = eqx.combine(carry.state, static_state)
+    evals = evaluations(solver, state, carry.step, carry.accepted, u0.size)
+    # Use the best point only if one was seen (the loss was finite somewhere).
+    best_y = jnp.where(jnp.isfinite(carry.best_loss), carry.best_y, carry.y)
+    best_params, final_params = to_params(best_y), to_params(carry.y)
+    counters = (carry.step, carry.terminate, carry.result._value, carry.accepted, carry.extra_evals)
+    # Few, packed outputs: each array fetched to the host costs a transfer.
+    return {
+        "params": {"best": best_params, "final": final_params},
+        "losses": jnp.stack([problem.loss(best_params), problem.loss(final_params)]),
+        "counters": jnp.stack([jnp.asarray(c, jnp.int32) for c in (*counters, *evals.values())]),
+        "history": carry.history,
+    }
+
+
+def _positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return float(value)
+
+
+def _whole(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def solve(
+    problem: Problem,
+    params: Any,
+    method: str | optx.AbstractMinimiser | optx.AbstractLeastSquaresSolver = "lbfgs",
+    rtol: float = 1e-8,
+    atol: float = 1e-8,
+    max_steps: int = 1000,
+    verbose: bool = False,
+    log_every: int = 1,
+    progress: bool = False,
+    throw: bool = False,
+    best_so_far: bool = True,
+    **solver_options: Any,
+) -> FitResult:
+    """Fit `problem` with a quasi-Newton, Newton or least-squares solver from optimistix.
+
+    The whole solve (every step, the log, best-so-far tracking and the
+    history) runs in one compiled `lax.while_loop`; the compiled solve is
+    cached, so repeated calls on problems of the same structure and shapes
+    skip compilation.
+
+    Which method (measured in `scripts/bench/solvers.py`, see `docs/performance.md`):
+
+    - normal likelihood, up to a few thousand params: `"levenberg-marquardt"`
+      (fewest steps, least wall time, robust to badly scaled params); its
+      relatives `"dogleg"` and `"gauss-newton"` (line search) work on the same
+      residuals.
+    - any likelihood, with priors, or too many residuals to form the Jacobian:
+      `"lbfgs"` (the default; memory linear in the number of params) or
+      `"bfgs"` (fewer steps up to ~1000 params).
+    - a few hundred params and a smooth loss: `"newton"` (exact Hessian, fewest steps).
+    - `"nonlinear-cg"` when memory is very tight; `"nelder-mead"` only when
+      the loss has no useful gradient.
+
+    Minimisers run on `problem.loss` (mean squared z-score), or on
+    `problem.nll` when the problem has priors, which gives the maximum a
+    posteriori (MAP) point. Least-squares methods run on `problem.residuals`
+    (the z-scores) and so ignore priors.
+
+    Args:
+        problem: the `fk.Problem` to fit.
+        params: the starting params pytree, or a previous `FitResult` to
+            continue from (a first-order `fk.fit` followed by a polish).
+        method: `"bfgs"`, `"lbfgs"`, `"newton"`, `"nonlinear-cg"`,
+            `"nelder-mead"`, `"gauss-newton"`, `"levenberg-marquardt"`,
+            `"dogleg"`; or any `optx.AbstractMinimiser` or
+            `optx.AbstractLeastSquaresSolver` instance (used as given: its own
+            tolerances apply and `solver_options` must be empty).
+        rtol, atol: stop when the last accepted step changed every parameter
+            by less than `atol + rtol * |parameter|` and the loss (residuals,
+            for least squares) by less than `atol + rtol * |loss|`.
+        max_steps: most steps to take; a step is one trial point, so rejected
+            line-search or trust-region trials count.
+        verbose: print a CmdStan-style table (step, loss, ||dx||, ||grad||, step
+            size, function evaluations) from inside the compiled loop, then a
+            line saying why it stopped.
+        log_every: print every `log_every`-th step (the last step always).
+        progress: show a tqdm progress bar.
+        throw: raise `ConvergenceError` (carrying the result) instead of warning
+            when the solve does not converge.
+        best_so_far: return the params with the lowest loss seen rather than
+            the last iterate.
+        **solver_options: passed to the named method's constructor, e.g.
+            `history_length=20` for `"lbfgs"`, `rdelta=0.2` for `"nelder-mead"`,
+            `norm=optx.rms_norm` for any of them.
+
+    Returns:
+        A `FitResult`: `params`, `loss` (`problem.loss` at `params`), `steps`,
+        `converged`, `message` (why it stopped, in words), `history` (per step:
+        `loss` of the objective solved, `grad_norm`, `dx_norm`, `step_size`,
+        `accepted`), `wall_time` and `compile_time` in seconds, `method`
+        (`"solve:<name>"`), and `stats` (`num_steps`, `num_accepted`, and the
+        loss/gradient or residual/Jacobian evaluation counts).
+
+    Raises:
+        UnknownMethodError: (a `ValueError`) an unknown method name; the
+            message lists the valid ones.
+        TypeError, ValueError: bad arguments or params that do not fit the
+            problem, before anything is compiled.
+        ConvergenceError: with `throw=True`, when it did not converge.
+
+    Warns:
+        ConvergenceWarning: with `throw=False`, when it did not converge.
+
+    Example:
+        >>> prob, truth, start = fk.examples.gaussians.make_problem()
+        >>> res = fk.solve(prob, start, method="bfgs", verbose=True)
+        >>> res.converged, res.steps, float(prob.chi2r(res.params))
+        (True, 25, 1.0282461...)
+    """
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be an fk.Problem, got {type(problem).__name__}")
+    params = start_params(params)
+    problem.check(params)
+    rtol, atol = _positive(rtol, "rtol"), _positive(atol, "atol")
+    max_steps = _whole(max_steps, "max_steps")
+    log_every = _whole(log_every, "log_every")
+    solver, name, least_squares = resolve(method, rtol, atol, solver_options)
+    objective = "residuals" if least_squares else ("nll" if problem.priors else "loss")
+    if least_squares and problem.priors:
+        warnings.warn(
+            f"{name} solves problem.residuals, which leave out the priors: it finds the maximum-"
+            "likelihood point; use a minimiser ('lbfgs', 'bfgs') for the MAP point",
+            UserWarning,
+            stacklevel=2,
+        )
+    u0, to_params = Flat.of(params)
+    return _solve_latent(
+        problem,
+        solver,
+        name,
+        objective,
+        u0,
+        to_params,
+        max_steps,
+        log_every,
+        verbose,
+        progress,
+        throw,
+        best_so_far,
+    )
+
+
+def _solve_latent(
+    problem,
+    solver,
+    name,
+    objective,
+    u0,
+    to_params,
+    max_steps,
+    log_every,
+    verbose,
+    progress,
+    throw,
+    best_so_far,
+) -> FitResult:
+    """Solve for the latent vector `u` (params = `to_params(u)`) and package the result."""
+    report = bool(verbose or progress)
+    executable, dynamic, compile_time = compiled(
+        _run,
+        (problem, solver, u0, to_params),
+        objective=objective,
+        max_steps=max_steps,
+        log_every=log_every,
+        report=report,
+    )
+    what = {"loss": "the loss", "nll": "the negative log-posterior", "residuals": "the residuals"}[objective]
+    rtol, atol = getattr(solver, "rtol", float("nan")), getattr(solver, "atol", float("nan"))
+    title = (
+        f"fk.solve: {name} on {what}, {u0.size} params, rtol={rtol:g}, atol={atol:g}, max_steps={max_steps}"
+    )
+    with _log.Reporter(title, max_steps, verbose, progress) as reporter:
+        start = time.perf_counter()
+        out = jax.block_until_ready(executable(dynamic))
+        if report:
+            jax.effects_barrier()
+        fitted = out.pop("params")["best" if best_so_far else "final"]
+        out = jax.device_get(out)
+        wall_time = time.perf_counter() - start
+        counters = dict(zip(_COUNTERS + evaluation_names(solver), (int(c) for c in out["counters"])))
+        steps = counters["steps"]
+        kind = outcome(counters["result"], bool(counters["terminate"]))
+        message = stop_message(kind, solver, steps, max_steps, None, None)
+        reporter.finish(message)
+    history = {"step": np.arange(1, steps + 1)}
+    history.update({k: out["history"][:steps, i] for i, k in enumerate(_COLUMNS)})
+    history["accepted"] = history["accepted"] > 0
+    evals = {k: counters[k] for k in evaluation_names(solver)}
+    if counters["extra_evals"]:
+        evals["loss_evals"] = evals.get("loss_evals", 0) + counters["extra_evals"]
+    stats = {
+        "num_steps": steps,
+        "num_accepted": counters["accepted"],
+        **evals,
+        "objective": objective,
+        "max_steps": max_steps,
+        "rtol": float(rtol),
+        "atol": float(atol),
+        "outcome": kind,
+    }
+    result = FitResult(
+        params=fitted,
+        loss=float(out["losses"][0 if best_so_far else 1]),
+        steps=steps,
+        converged=kind == CONVERGED,
+        message=message,
+        history=history,
+        wall_time=wall_time,
+        compile_time=compile_time,
+        method=f"solve:{name}",
+        stats=stats,
+    )
+    if kind != CONVERGED:
+        if throw:
+            raise ConvergenceError(message, result)
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    return result

@@ -1,0 +1,112 @@
+"""The CmdStan-style iteration log of `fk.solve`, printed from inside the jitted loop.
+
+The compiled solve calls `emit` through `jax.debug.callback`; `emit` hands the
+row to the `Reporter` active for the current call. Keeping the reporter on the
+host side lets one compiled solve serve every call: the log and progress bar
+are per call, the executable is cached.
+
+A log looks like::
+
+    fk.solve: bfgs on the loss, 6 params, rtol=1e-08, atol=1e-08, max_steps=1000
+        Step            loss      ||dx||    ||grad||   step size   # evals  Notes
+           1        7.202236           0       71.46           1         1
+           2        2.183651      0.8046       24.95           1         2
+    ...
+    Converged after 25 steps: the last accepted step changed every parameter by ...
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+__all__ = ["Reporter", "emit", "HEADER"]
+
+HEADER = f"{'Step':>8} {'loss':>15} {'||dx||':>11} {'||grad||':>11} {'step size':>11} {'# evals':>9}  Notes"
+
+_ACTIVE: Reporter | None = None
+
+
+def _number(value: float, width: int, digits: int) -> str:
+    if not math.isfinite(value):
+        return " " * width if math.isnan(value) else f"{value:>{width}}"
+    return f"{value:>{width}.{digits}g}"
+
+
+class Reporter:
+    """Prints the log (`verbose`) and/or drives a tqdm bar (`progress`) for one solve.
+
+    Use as a context manager around the compiled call; rows arrive via `emit`.
+
+    Args:
+        title: the first line (what is solved, with which settings).
+        max_steps: the bar's total.
+        verbose: print the table.
+        progress: show a tqdm progress bar.
+        stream: where the table goes (default: `sys.stdout` at print time).
+    """
+
+    def __init__(self, title: str, max_steps: int, verbose: bool, progress: bool, stream=None):
+        self.title = title
+        self.max_steps = max_steps
+        self.verbose = verbose
+        self.progress = progress
+        self.stream = stream
+        self.bar = None
+        self.rows = 0
+
+    def _print(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream or sys.stdout)
+        else:
+            print(line, file=self.stream or sys.stdout, flush=True)
+
+    def __enter__(self) -> Reporter:
+        global _ACTIVE
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.max_steps, desc="solve", unit="step")
+        if self.verbose:
+            self._print(self.title)
+            self._print(HEADER)
+        _ACTIVE = self
+        return self
+
+    def row(self, step, loss, dx, grad, step_size, evals, accepted) -> None:
+        step, evals, accepted = int(step), int(evals), int(accepted)
+        if self.verbose:
+            notes = "rejected" if accepted == 0 else ""
+            self._print(
+                f"{step:>8d} {_number(float(loss), 15, 8)} {_number(float(dx), 11, 4)} "
+                f"{_number(float(grad), 11, 4)} {_number(float(step_size), 11, 4)} "
+                f"{evals if evals >= 0 else '':>9}  {notes}".rstrip()
+            )
+        if self.bar is not None:
+            if math.isfinite(float(loss)):
+                self.bar.set_postfix(loss=f"{float(loss):.6g}", refresh=False)
+            self.bar.update(step - self.bar.n)
+        self.rows += 1
+
+    def finish(self, message: str) -> None:
+        """Close the bar and print why the solve stopped."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.verbose:
+            self._print(message)
+
+    def __exit__(self, *exc) -> None:
+        global _ACTIVE
+        _ACTIVE = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def emit(step, loss, dx, grad, step_size, evals, accepted) -> None:
+    """Host side of `jax.debug.callback`: pass one row to the active reporter."""
+    if _ACTIVE is not None:
+        _ACTIVE.row(*(np.asarray(v) for v in (step, loss, dx, grad, step_size, evals, accepted)))

@@ -1,0 +1,129 @@
+"""Method names for `fk.solve`: which optimistix solver each builds, on which objective.
+
+Defaults were chosen by measurement (`scripts/bench/solvers.py`, on the
+tutorial's sum of Gaussians and on a badly scaled version of it):
+
+- `"bfgs"`: dense inverse-Hessian BFGS with a backtracking line search. Fewest
+  steps among the minimisers on small dense problems (up to ~1000 params; it
+  stores an n x n matrix). The tutorial's method.
+- `"lbfgs"`: limited-memory BFGS keeping the last 10 pairs (history 10 beat
+  5 and 20 on both test problems). Memory linear in n: the default for
+  anything large, and within a factor ~2 of BFGS in steps on small ones.
+- `"newton"`: exact Hessian in a trust region. Fewest steps on smooth small
+  problems, each step costs a full Hessian: only for a few hundred params.
+- `"nonlinear-cg"`: Polak-Ribière conjugate gradient with backtracking. Tiny
+  memory, but needs ~30x the steps of BFGS here; a fallback, not a first choice.
+- `"nelder-mead"`: derivative-free simplex. For non-differentiable losses only;
+  thousands of steps even for 6 params.
+- `"gauss-newton"`: Gauss-Newton with a backtracking line search on the
+  residuals. No damping, so it struggles when the Jacobian is rank deficient.
+- `"levenberg-marquardt"`: damped Gauss-Newton in a trust region. The best
+  general choice for least-squares problems with a normal likelihood: fewest
+  steps and the fastest wall time on the Gaussians, robust to bad scaling.
+- `"dogleg"`: Powell's dogleg trust region on the residuals; close to
+  Levenberg-Marquardt.
+
+Least-squares methods fit `problem.residuals` (the z-scores), so they find the
+maximum-likelihood point and ignore priors; minimisers fit `problem.loss`, or
+`problem.nll` when the problem has priors (the MAP point).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optimistix as optx
+
+from ._solvers import DampedGaussNewton, NelderMead, Newton
+
+__all__ = ["METHODS", "Method", "resolve", "UnknownMethodError"]
+
+
+class UnknownMethodError(ValueError):
+    """The method name is not one `fk.solve` knows."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One named method.
+
+    Attributes:
+        name: the name given to `fk.solve`.
+        least_squares: whether it solves on residuals (else it minimises a scalar).
+        build: `build(rtol, atol, **options)` returns the optimistix solver.
+        summary: one line saying what it suits.
+    """
+
+    name: str
+    least_squares: bool
+    build: Callable[..., optx.AbstractIterativeSolver]
+    summary: str
+
+
+def _lbfgs(rtol, atol, history_length: int = 10, **options):
+    return optx.LBFGS(rtol, atol, history_length=history_length, **options)
+
+
+def _nonlinear_cg(rtol, atol, **options):
+    return optx.NonlinearCG(rtol, atol, **options)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("bfgs", False, optx.BFGS, "small dense problems; fewest steps among quasi-Newton methods"),
+        Method("lbfgs", False, _lbfgs, "the general default; memory linear in the number of params"),
+        Method("newton", False, Newton, "exact Hessian; small smooth problems (a few hundred params)"),
+        Method("nonlinear-cg", False, _nonlinear_cg, "minimal memory; many more steps than (L-)BFGS"),
+        Method("nelder-mead", False, NelderMead, "derivative-free; non-differentiable losses, few params"),
+        Method("gauss-newton", True, DampedGaussNewton, "least squares, well-conditioned Jacobian"),
+        Method(
+            "levenberg-marquardt",
+            True,
+            optx.LevenbergMarquardt,
+            "least squares (normal likelihood); robust and fastest here",
+        ),
+        Method("dogleg", True, optx.Dogleg, "least squares in a trust region; like Levenberg-Marquardt"),
+    )
+}
+
+
+def resolve(
+    method, rtol: float, atol: float, options: dict
+) -> tuple[optx.AbstractIterativeSolver, str, bool]:
+    """The solver for `method`, its display name, and whether it is a least-squares solver.
+
+    Args:
+        method: a name in `METHODS`, or an optimistix minimiser or least-squares
+            solver instance (then `rtol`, `atol` and `options` must be left alone,
+            as the instance carries its own).
+        rtol, atol: tolerances passed to the named method's constructor.
+        options: extra keyword arguments for the named method's constructor.
+
+    Raises:
+        UnknownMethodError: an unknown name (the message lists the valid ones).
+        TypeError: an object that is neither a name nor an optimistix solver, or
+            solver options given with an instance, or options the method does not take.
+    """
+    if isinstance(method, optx.AbstractLeastSquaresSolver | optx.AbstractMinimiser):
+        if options:
+            raise TypeError(
+                f"solver options {sorted(options)} cannot be applied to a solver instance; "
+                "set them when constructing it"
+            )
+        return method, type(method).__name__, isinstance(method, optx.AbstractLeastSquaresSolver)
+    if not isinstance(method, str):
+        raise TypeError(
+            f"method must be a name ({', '.join(METHODS)}) or an optimistix minimiser or "
+            f"least-squares solver instance, got {type(method).__name__}"
+        )
+    key = method.strip().lower().replace("_", "-").replace(" ", "-")
+    if key not in METHODS:
+        raise UnknownMethodError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    spec = METHODS[key]
+    try:
+        solver = spec.build(rtol, atol, **options)
+    except TypeError as err:
+        raise TypeError(f"method {key!r} does not take these options {sorted(options)}: {err}") from err
+    return solver, key, spec.least_squares
