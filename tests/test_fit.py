@@ -316,3 +316,40 @@ def test_progress_bar_and_callback(gaussians, capsys):
     assert res.message == "stopped by the callback after 20 steps" and not res.converged
     assert seen[-1][1] == pytest.approx(res.history["loss"][19])
     assert "20/100" in capsys.readouterr().err
+
+
+def test_mini_batches_with_unequal_masks_use_each_observations_points():
+    n = 4
+    obs = [
+        Slot(data=jnp.full(3, i + 1.0), error=jnp.ones(3), index=jnp.asarray(i), mask=jnp.arange(3) <= i % 3)
+        for i in range(n)
+    ]
+    prob = fk.Problem(None, obs)
+    assert prob.vmapped  # stacked, but the masks use 1, 2, 3 and 1 points
+    res = fk.fit(
+        prob, {"x": jnp.zeros(n)}, optax.sgd(0.1), steps=2, batch_size=2, progress=False, history=False
+    )
+    moved = np.flatnonzero(np.asarray(res.params["x"]) != 0)
+    assert "params" not in res.history and len(res.history["loss"]) == 2
+    # the last step's batch: the two params that moved in step 2 are the ones not moved in step 1
+    first = fk.fit(prob, {"x": jnp.zeros(n)}, optax.sgd(0.1), steps=1, batch_size=2, progress=False)
+    batch = np.flatnonzero(np.asarray(first.params["x"]) != 0)
+    points = np.array([1, 2, 3, 1])[batch]
+    expected = np.sum(points * (batch + 1.0) ** 2) / points.sum()
+    assert first.history["loss"][0] == pytest.approx(expected) and len(moved) == n
+
+
+def test_engine_hooks_chain_a_transform_and_fit_a_latent_vector(gaussians):
+    from fitkit.fitting._engine import _fit
+
+    prob, _, start = gaussians
+    options = dict(steps=40, stopper=None, batch_size=None, validation=None, history=True, history_every=1,
+                   progress=False, nan="raise", key=None, callback=None, chunk_size=None)  # fmt: skip
+    plain = fk.fit(prob, start, optax.sgd(1e-3), steps=40, progress=False)
+    halved = _fit(prob, start, optax.sgd(2e-3), transform=optax.scale(0.5), **options)
+    flat, unravel = fk.tree.ravel(start)
+    latent = _fit(prob, start, optax.sgd(1e-3), latent=(flat, unravel), **options)
+    for name in start:
+        np.testing.assert_allclose(halved.params[name], plain.params[name], rtol=1e-13)
+        np.testing.assert_allclose(latent.params[name], plain.params[name], rtol=1e-13)
+    np.testing.assert_allclose(latent.history["params"]["mean"], plain.history["params"]["mean"], rtol=1e-13)

@@ -113,7 +113,7 @@ def fit(
             `history["params"]`; the loss is always recorded.
         history_every: thin the params history to every k-th step.
         progress: show a tqdm progress bar.
-        nan: what to do with a non-finite loss or gradient: `"raise"` an
+        nan: what to do with a non-finite loss or gradient: `"raise"` a
             `NonFiniteError` naming the step and the param paths; `"skip"` the
             update; or `"zero"` the non-finite gradient entries and update.
         key: random key for the mini-batch order (default `jax.random.key(0)`).
