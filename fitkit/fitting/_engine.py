@@ -121,7 +121,8 @@ def fit(
             with the number of steps done, the last loss and the current
             params; return True to stop the fit there.
         chunk_size: steps per jitted chunk (default: 1/50 of `steps` with a
-            progress bar or callback, else all steps in one chunk).
+            progress bar or callback, else all steps in one chunk), rounded
+            up to a multiple of `history_every`.
 
     Returns:
         A `FitResult` with `method="fit:optax"`; `history` has `step`, `loss`,
