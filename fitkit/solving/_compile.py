@@ -27,11 +27,9 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _key(dynamic, static, options: dict) -> Hashable | None:
-    static_leaves, static_def = jax.tree.flatten(static)
-    arrays, array_def = jax.tree.flatten(dynamic)
+def _key(treedef, static: tuple, arrays: list, options: dict) -> Hashable | None:
     shapes = tuple((x.shape, str(x.dtype), bool(getattr(x, "weak_type", False))) for x in arrays)
-    key = (static_def, tuple(static_leaves), array_def, shapes, tuple(sorted(options.items())))
+    key = (treedef, static, shapes, tuple(sorted(options.items())))
     try:
         hash(key)
         key == key  # noqa: B015 - leaves whose __eq__ returns arrays cannot key a dict
@@ -40,7 +38,7 @@ def _key(dynamic, static, options: dict) -> Hashable | None:
     return key
 
 
-def compiled(fn: Callable, args: tuple, **options: Any) -> tuple[Callable, Any, float]:
+def compiled(fn: Callable, args: tuple, **options: Any) -> tuple[Callable, list, float]:
     """Compile `fn(*args, **options)` ahead of time, reusing a cached executable when possible.
 
     Args:
@@ -49,19 +47,30 @@ def compiled(fn: Callable, args: tuple, **options: Any) -> tuple[Callable, Any, 
         **options: static keyword arguments (part of the cache key).
 
     Returns:
-        `(executable, dynamic, seconds)`: call `executable(dynamic)` to run;
+        `(executable, arrays, seconds)`: call `executable(arrays)` to run;
         `seconds` is the time spent tracing and compiling (0 on a cache hit).
     """
-    dynamic, static = eqx.partition(args, eqx.is_array)
-    key = _key(dynamic, static, options)
+    # One flatten instead of `eqx.partition`, which rebuilds every Module: this
+    # runs on every call, so it is kept cheap.
+    leaves, treedef = jax.tree.flatten(args)
+    is_array = [eqx.is_array(x) for x in leaves]
+    arrays = [x for x, a in zip(leaves, is_array) if a]
+    static = tuple(None if a else x for x, a in zip(leaves, is_array))
+    key = _key(treedef, static, arrays, options)
     if key is not None and key in _CACHE:
         _CACHE.move_to_end(key)
-        return _CACHE[key], dynamic, 0.0
+        return _CACHE[key], arrays, 0.0
+
+    def run(arrays):
+        it = iter(arrays)
+        merged = [next(it) if a else x for x, a in zip(static, is_array)]
+        return fn(*jax.tree.unflatten(treedef, merged), **options)
+
     start = time.perf_counter()
-    executable = jax.jit(lambda d: fn(*eqx.combine(d, static), **options)).lower(dynamic).compile()
+    executable = jax.jit(run).lower(arrays).compile()
     seconds = time.perf_counter() - start
     if key is not None:
         _CACHE[key] = executable
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
-    return executable, dynamic, seconds
+    return executable, arrays, seconds

@@ -15,6 +15,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from .. import tree
 from ..problem import Problem
 from ..results import FitResult, start_params
 from . import _log
@@ -49,8 +50,13 @@ def _objective(problem: Problem, kind: str, to_params: Callable) -> Callable:
     return lambda u, args: (method(to_params(u)), None)
 
 
-def _run(problem, solver, u0, to_params, *, objective, max_steps, log_every, report):
-    """The whole solve, traced once: init, a `lax.while_loop` of steps, and the outputs."""
+def _run(problem, solver, start, latent, *, objective, max_steps, log_every, report):
+    """The whole solve, traced once: init, a `lax.while_loop` of steps, and the outputs.
+
+    `latent` maps params to the solver's vector (`to_latent`) and back (`to_params`).
+    """
+    to_params = latent.to_params
+    u0 = latent.to_latent(start)
     fn = _objective(problem, objective, to_params)
     options, tags = {}, frozenset()
     dtype = u0.dtype
@@ -138,13 +144,12 @@ def _run(problem, solver, u0, to_params, *, objective, max_steps, log_every, rep
     best_y = jnp.where(jnp.isfinite(carry.best_loss), carry.best_y, carry.y)
     best_params, final_params = to_params(best_y), to_params(carry.y)
     counters = (carry.step, carry.terminate, carry.result._value, carry.accepted, carry.extra_evals)
-    # Few, packed outputs: each array fetched to the host costs a transfer.
-    return {
-        "params": {"best": best_params, "final": final_params},
-        "losses": jnp.stack([problem.loss(best_params), problem.loss(final_params)]),
-        "counters": jnp.stack([jnp.asarray(c, jnp.int32) for c in (*counters, *evals.values())]),
-        "history": carry.history,
-    }
+    counters = jnp.stack([jnp.asarray(c, jnp.int32) for c in (*counters, *evals.values())])
+    losses = jnp.stack([problem.loss(best_params), problem.loss(final_params)])
+    # One packed float64/32 vector for the host (each fetched array costs a
+    # transfer); counts are far below 2**24, so exact in either precision.
+    packed = jnp.concatenate([losses.astype(dtype), counters.astype(dtype), jnp.ravel(carry.history)])
+    return {"best": best_params, "final": final_params}, packed
 
 
 def _positive(value, name: str) -> float:
@@ -267,14 +272,13 @@ def solve(
             UserWarning,
             stacklevel=2,
         )
-    u0, to_params = Flat.of(params)
     return _solve_latent(
         problem,
         solver,
         name,
         objective,
-        u0,
-        to_params,
+        params,
+        Flat.of(params),
         max_steps,
         log_every,
         verbose,
@@ -289,8 +293,8 @@ def _solve_latent(
     solver,
     name,
     objective,
-    u0,
-    to_params,
+    start,
+    latent,
     max_steps,
     log_every,
     verbose,
@@ -298,11 +302,11 @@ def _solve_latent(
     throw,
     best_so_far,
 ) -> FitResult:
-    """Solve for the latent vector `u` (params = `to_params(u)`) and package the result."""
+    """Solve for the latent vector `u` (params = `latent.to_params(u)`) and package the result."""
     report = bool(verbose or progress)
     executable, dynamic, compile_time = compiled(
         _run,
-        (problem, solver, u0, to_params),
+        (problem, solver, start, latent),
         objective=objective,
         max_steps=max_steps,
         log_every=log_every,
@@ -310,24 +314,24 @@ def _solve_latent(
     )
     what = {"loss": "the loss", "nll": "the negative log-posterior", "residuals": "the residuals"}[objective]
     rtol, atol = getattr(solver, "rtol", float("nan")), getattr(solver, "atol", float("nan"))
-    title = (
-        f"fk.solve: {name} on {what}, {u0.size} params, rtol={rtol:g}, atol={atol:g}, max_steps={max_steps}"
-    )
+    title = f"fk.solve: {name} on {what}, {tree.size(start)} params, rtol={rtol:g}, atol={atol:g}, max_steps={max_steps}"
     with _log.Reporter(title, max_steps, verbose, progress) as reporter:
-        start = time.perf_counter()
-        out = jax.block_until_ready(executable(dynamic))
+        start_time = time.perf_counter()
+        params, packed = jax.block_until_ready(executable(dynamic))
         if report:
             jax.effects_barrier()
-        fitted = out.pop("params")["best" if best_so_far else "final"]
-        out = jax.device_get(out)
-        wall_time = time.perf_counter() - start
-        counters = dict(zip(_COUNTERS + evaluation_names(solver), (int(c) for c in out["counters"])))
+        packed = np.asarray(packed)
+        wall_time = time.perf_counter() - start_time
+        names = _COUNTERS + evaluation_names(solver)
+        losses = packed[:2]
+        counters = {k: int(v) for k, v in zip(names, packed[2 : 2 + len(names)])}
+        table = packed[2 + len(names) :].reshape(max_steps, len(_COLUMNS))
         steps = counters["steps"]
         kind = outcome(counters["result"], bool(counters["terminate"]))
         message = stop_message(kind, solver, steps, max_steps, None, None)
         reporter.finish(message)
     history = {"step": np.arange(1, steps + 1)}
-    history.update({k: out["history"][:steps, i] for i, k in enumerate(_COLUMNS)})
+    history.update({k: table[:steps, i] for i, k in enumerate(_COLUMNS)})
     history["accepted"] = history["accepted"] > 0
     evals = {k: counters[k] for k in evaluation_names(solver)}
     if counters["extra_evals"]:
@@ -343,8 +347,8 @@ def _solve_latent(
         "outcome": kind,
     }
     result = FitResult(
-        params=fitted,
-        loss=float(out["losses"][0 if best_so_far else 1]),
+        params=params["best" if best_so_far else "final"],
+        loss=float(losses[0 if best_so_far else 1]),
         steps=steps,
         converged=kind == CONVERGED,
         message=message,

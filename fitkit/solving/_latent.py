@@ -1,9 +1,9 @@
 """The latent vector a solver moves, and the map from it back to params.
 
 Solvers work on one flat vector `u`; the objective is evaluated at
-`to_params(u)`. `Flat` is the identity reparametrisation (the params
-raveled); anything else with the same call signature, such as a whitening
-projection, can take its place.
+`latent.to_params(u)` and the start is `latent.to_latent(params)`. `Flat` is
+the identity reparametrisation (the params raveled); anything else with
+these two methods, such as a whitening `fk.Projection`, can take its place.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ __all__ = ["Flat"]
 
 
 class Flat(eqx.Module):
-    """Map a flat vector back to a params pytree of fixed structure, shapes and dtypes.
+    """Ravel params into one vector and back, for a fixed structure, shapes and dtypes.
 
     Unlike the closure of `jax.flatten_util.ravel_pytree`, two `Flat`s built
     from params of the same structure compare and hash equal, so a compiled
-    solve can be reused across calls.
+    solve can be reused across calls; and building one does no array work.
 
     Example:
-        >>> u, to_params = Flat.of({"a": jnp.ones(2), "b": jnp.zeros(())})
-        >>> to_params(u)["a"].shape, u.shape
-        ((2,), (3,))
+        >>> params = {"a": jnp.ones(2), "b": jnp.zeros(())}
+        >>> flat = Flat.of(params)
+        >>> u = flat.to_latent(params)
+        >>> u.shape, flat.to_params(u)["a"].shape
+        ((3,), (2,))
     """
 
     treedef: Any = eqx.field(static=True)
@@ -37,15 +39,24 @@ class Flat(eqx.Module):
     dtypes: tuple[str, ...] = eqx.field(static=True)
 
     @classmethod
-    def of(cls, params: Any) -> tuple[Float[Array, " n"], Flat]:
-        """`(u, flat)`: the params raveled into one vector (their common dtype) and the inverse map."""
+    def of(cls, params: Any) -> Flat:
+        """The map for params shaped like `params` (only their structure is read)."""
         leaves, treedef = jax.tree.flatten(params)
-        dtype = jnp.result_type(*leaves)
-        u = jnp.concatenate([jnp.ravel(jnp.asarray(x, dtype)) for x in leaves])
         shapes = tuple(tuple(jnp.shape(x)) for x in leaves)
-        return u, cls(treedef, shapes, tuple(str(jnp.result_type(x)) for x in leaves))
+        return cls(treedef, shapes, tuple(str(jnp.result_type(x)) for x in leaves))
 
-    def __call__(self, u: Float[Array, " n"]) -> Any:
+    @property
+    def size(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+    def to_latent(self, params: Any) -> Float[Array, " n"]:
+        """The params raveled into one vector of their common dtype."""
+        leaves = jax.tree.leaves(params)
+        dtype = jnp.result_type(*self.dtypes)
+        return jnp.concatenate([jnp.ravel(jnp.asarray(x, dtype)) for x in leaves])
+
+    def to_params(self, u: Float[Array, " n"]) -> Any:
+        """The params pytree holding the entries of `u`."""
         sizes = [math.prod(s) for s in self.shapes]
         offsets = [0]
         for size in sizes:

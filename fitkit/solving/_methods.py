@@ -65,8 +65,23 @@ def _lbfgs(rtol, atol, history_length: int = 10, **options):
     return optx.LBFGS(rtol, atol, history_length=history_length, **options)
 
 
-def _nonlinear_cg(rtol, atol, **options):
-    return optx.NonlinearCG(rtol, atol, **options)
+_BETAS = {
+    "polak-ribiere": optx.polak_ribiere,
+    "fletcher-reeves": optx.fletcher_reeves,
+    "hestenes-stiefel": optx.hestenes_stiefel,
+    "dai-yuan": optx.dai_yuan,
+}
+
+
+def _nonlinear_cg(rtol, atol, beta: str | Callable = "polak-ribiere", **options):
+    # optimistix calls the beta formula `method`, which `fk.solve` already uses for the solver name.
+    if isinstance(beta, str):
+        if beta not in _BETAS:
+            raise UnknownMethodError(
+                f"unknown beta {beta!r} for nonlinear-cg; choose one of: {', '.join(_BETAS)}"
+            )
+        beta = _BETAS[beta]
+    return optx.NonlinearCG(rtol, atol, method=beta, **options)
 
 
 METHODS: dict[str, Method] = {
