@@ -187,18 +187,25 @@ def solve(
     cached, so repeated calls on problems of the same structure and shapes
     skip compilation.
 
-    Which method (measured in `scripts/bench/solvers.py`, see `docs/performance.md`):
+    Which method (measured in `scripts/bench/solvers.py`; see `docs/performance.md`
+    and `fitkit.solving.METHODS`):
 
-    - normal likelihood, up to a few thousand params: `"levenberg-marquardt"`
-      (fewest steps, least wall time, robust to badly scaled params); its
-      relatives `"dogleg"` and `"gauss-newton"` (line search) work on the same
-      residuals.
-    - any likelihood, with priors, or too many residuals to form the Jacobian:
-      `"lbfgs"` (the default; memory linear in the number of params) or
-      `"bfgs"` (fewer steps up to ~1000 params).
-    - a few hundred params and a smooth loss: `"newton"` (exact Hessian, fewest steps).
-    - `"nonlinear-cg"` when memory is very tight; `"nelder-mead"` only when
-      the loss has no useful gradient.
+    - a normal likelihood (least squares on z-scores), up to a few thousand
+      params: `"levenberg-marquardt"` (16 steps on the tutorial's Gaussians,
+      robust when some params are poorly constrained) or `"gauss-newton"`
+      (invariant to the params' units: fewest steps on a badly scaled copy).
+    - a small dense problem (up to ~1000 params): `"bfgs"` (the least wall
+      time on the Gaussians) or `"newton"` (exact Hessian, insensitive to
+      scaling, a few hundred params at most).
+    - many params, priors, or a Poisson likelihood: `"lbfgs"` (the default;
+      memory linear in the number of params).
+    - `"nonlinear-cg"` only when memory is very tight; `"nelder-mead"` only
+      when the loss has no useful gradient.
+
+    All methods stop on optimistix's step-size test (see `rtol`): on badly
+    scaled params a slow method (L-BFGS with a short history, nonlinear CG)
+    can take steps so short that the test passes far from the minimum. Check
+    `history["grad_norm"]`, use a Newton-type method, or rescale the params.
 
     Minimisers run on `problem.loss` (mean squared z-score), or on
     `problem.nll` when the problem has priors, which gives the maximum a
@@ -229,8 +236,9 @@ def solve(
         best_so_far: return the params with the lowest loss seen rather than
             the last iterate.
         **solver_options: passed to the named method's constructor, e.g.
-            `history_length=20` for `"lbfgs"`, `rdelta=0.2` for `"nelder-mead"`,
-            `norm=optx.rms_norm` for any of them.
+            `history_length=10` for `"lbfgs"`, `beta="fletcher-reeves"` for
+            `"nonlinear-cg"`, `rdelta=0.2` for `"nelder-mead"`,
+            `linear_solver=lx.SVD()` for the least-squares methods.
 
     Returns:
         A `FitResult`: `params`, `loss` (`problem.loss` at `params`), `steps`,

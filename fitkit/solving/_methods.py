@@ -1,27 +1,31 @@
 """Method names for `fk.solve`: which optimistix solver each builds, on which objective.
 
 Defaults were chosen by measurement (`scripts/bench/solvers.py`, on the
-tutorial's sum of Gaussians and on a badly scaled version of it):
+tutorial's sum of Gaussians, 6 params and 500 residuals, and on a badly
+scaled copy whose params are in units that make their curvatures differ by
+~1e12; steps from the tutorial's start, rtol = atol = 1e-8):
 
-- `"bfgs"`: dense inverse-Hessian BFGS with a backtracking line search. Fewest
-  steps among the minimisers on small dense problems (up to ~1000 params; it
-  stores an n x n matrix). The tutorial's method.
-- `"lbfgs"`: limited-memory BFGS keeping the last 10 pairs (history 10 beat
-  5 and 20 on both test problems). Memory linear in n: the default for
-  anything large, and within a factor ~2 of BFGS in steps on small ones.
-- `"newton"`: exact Hessian in a trust region. Fewest steps on smooth small
-  problems, each step costs a full Hessian: only for a few hundred params.
-- `"nonlinear-cg"`: Polak-Ribière conjugate gradient with backtracking. Tiny
-  memory, but needs ~30x the steps of BFGS here; a fallback, not a first choice.
-- `"nelder-mead"`: derivative-free simplex. For non-differentiable losses only;
-  thousands of steps even for 6 params.
+- `"bfgs"`: dense inverse-Hessian BFGS with backtracking. 25 steps and the
+  least wall time on the Gaussians; 135 steps on the scaled copy. Stores an
+  n x n matrix: up to ~1000 params. The tutorial's method.
+- `"lbfgs"`: limited-memory BFGS keeping the last 20 pairs. History 20 took
+  41 / 237 steps (plain / scaled) against 49 / 319 for 10 and 86 / 739 for 5
+  (40 gained little more on the plain problem); memory is 2 x 20 vectors of
+  the params' size. The default: it scales to any number of params.
+- `"newton"`: exact Hessian in a trust region; 25 / 33 steps, insensitive to
+  scaling, each step costs a full Hessian: a few hundred params at most.
+- `"nonlinear-cg"`: Polak-Ribiere conjugate gradient (`beta=` picks another
+  formula; Polak-Ribiere needed 827 steps, Fletcher-Reeves 2551). Tiny memory
+  but slow, and on the scaled copy its steps became so short that the
+  step-size test stopped it far from the minimum: a fallback only.
+- `"nelder-mead"`: derivative-free simplex (rdelta 0.05: 1545 / 1305 steps;
+  0.2 was no better). For losses without useful gradients, and few params.
 - `"gauss-newton"`: Gauss-Newton with a backtracking line search on the
-  residuals. No damping, so it struggles when the Jacobian is rank deficient.
-- `"levenberg-marquardt"`: damped Gauss-Newton in a trust region. The best
-  general choice for least-squares problems with a normal likelihood: fewest
-  steps and the fastest wall time on the Gaussians, robust to bad scaling.
-- `"dogleg"`: Powell's dogleg trust region on the residuals; close to
-  Levenberg-Marquardt.
+  residuals: 25 / 16 steps. Invariant to the params' units; no damping, so a
+  rank-deficient Jacobian (unconstrained params) breaks its linear solve.
+- `"levenberg-marquardt"`: damped Gauss-Newton in a trust region: 16 / 74
+  steps, robust to rank deficiency. The first choice for least squares.
+- `"dogleg"`: Powell's dogleg trust region on the residuals: 16 / 97 steps.
 
 Least-squares methods fit `problem.residuals` (the z-scores), so they find the
 maximum-likelihood point and ignore priors; minimisers fit `problem.loss`, or
@@ -61,7 +65,7 @@ class Method:
     summary: str
 
 
-def _lbfgs(rtol, atol, history_length: int = 10, **options):
+def _lbfgs(rtol, atol, history_length: int = 20, **options):
     return optx.LBFGS(rtol, atol, history_length=history_length, **options)
 
 
@@ -87,17 +91,27 @@ def _nonlinear_cg(rtol, atol, beta: str | Callable = "polak-ribiere", **options)
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("bfgs", False, optx.BFGS, "small dense problems; fewest steps among quasi-Newton methods"),
-        Method("lbfgs", False, _lbfgs, "the general default; memory linear in the number of params"),
+        Method(
+            "bfgs",
+            False,
+            optx.BFGS,
+            "small dense problems (up to ~1000 params); fewest steps of the quasi-Newton methods",
+        ),
+        Method("lbfgs", False, _lbfgs, "the default; memory linear in the number of params (history 20)"),
         Method("newton", False, Newton, "exact Hessian; small smooth problems (a few hundred params)"),
         Method("nonlinear-cg", False, _nonlinear_cg, "minimal memory; many more steps than (L-)BFGS"),
         Method("nelder-mead", False, NelderMead, "derivative-free; non-differentiable losses, few params"),
-        Method("gauss-newton", True, DampedGaussNewton, "least squares, well-conditioned Jacobian"),
+        Method(
+            "gauss-newton",
+            True,
+            DampedGaussNewton,
+            "least squares with a well-conditioned Jacobian; invariant to units",
+        ),
         Method(
             "levenberg-marquardt",
             True,
             optx.LevenbergMarquardt,
-            "least squares (normal likelihood); robust and fastest here",
+            "least squares; robust, fewest steps on the Gaussians",
         ),
         Method("dogleg", True, optx.Dogleg, "least squares in a trust region; like Levenberg-Marquardt"),
     )
