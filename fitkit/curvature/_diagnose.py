@@ -66,6 +66,20 @@ class Direction(NamedTuple):
     value: float
 
 
+def check_finite(matrix: np.ndarray, names: Sequence[str], what: str) -> None:
+    """Raise `CurvatureError` naming the parameters whose rows hold NaN or inf."""
+    bad = ~np.all(np.isfinite(matrix), axis=0)
+    if bad.any():
+        involved = [name for name, b in zip(names, bad) if b]
+        shown = ", ".join(involved[:10]) + (", ..." if len(involved) > 10 else "")
+        raise CurvatureError(
+            f"{what} has NaN or inf entries for {shown}; the model's derivatives are not finite "
+            "there (e.g. 0 ** p, log(0), overflow, or float32 precision)",
+            involved,
+            [f"{name} has non-finite curvature" for name in involved],
+        )
+
+
 def _scale(diagonal: np.ndarray) -> np.ndarray:
     # A parameter with no curvature at all keeps the scale of the others, so that
     # its zero (or negative) eigenvalue shows up in the spectrum below.
@@ -115,7 +129,8 @@ def _combination(vector: np.ndarray, names: Sequence[str]) -> tuple[str, list[st
     weights = vector**2
     order = [i for i in np.argsort(-weights) if weights[i] >= 0.05][:6]
     terms = [f"{'-' if vector[i] < 0 else '+'} {abs(vector[i]):.2f} {names[i]}" for i in order]
-    text = " ".join(terms).lstrip("+ ")
+    text = " ".join(terms)
+    text = text[2:] if text.startswith("+ ") else "-" + text[2:]
     return text, [names[i] for i in order]
 
 

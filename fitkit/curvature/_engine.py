@@ -15,7 +15,7 @@ from .._config import warn_if_float32
 from ..problem import Problem
 from ._blocks import memory_budget
 from ._covariance import Covariance
-from ._diagnose import invert, spectrum_of_jacobian, spectrum_of_matrix
+from ._diagnose import check_finite, invert, spectrum_of_jacobian, spectrum_of_matrix
 from ._fisher import check_problem, fisher, prior_curvature, whitened_jacobian
 from ._flat import is_tracing
 from ._hessian import hessian
@@ -116,11 +116,13 @@ def covariance(
         fits = 3 * problem.n_data * x.size * x.dtype.itemsize <= memory_budget(max_memory)
         if fits and rows is not None:
             jac = np.asarray(whitened_jacobian(problem, params, batch_size, max_memory, devices))
+            check_finite(jac, names, what)
             stacked = np.concatenate([jac, rows]) if rows.size else jac
             spectrum, label = spectrum_of_jacobian(stacked, eps), "fisher:svd"
         else:
-            matrix = fisher(problem, params, batch_size, max_memory, devices)
-            spectrum, label = spectrum_of_matrix(np.asarray(matrix), eps), "fisher:matrix"
+            matrix = np.asarray(fisher(problem, params, batch_size, max_memory, devices))
+            check_finite(matrix, names, what)
+            spectrum, label = spectrum_of_matrix(matrix, eps), "fisher:matrix"
     matrix, dropped = invert(spectrum, names, what, regularise)
     if dropped:
         lines = "\n".join(f"  - {d.text}" for d in dropped)
