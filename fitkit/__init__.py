@@ -1,9 +1,9 @@
 """fitkit: fit differentiable scientific models to data, and say how sure the fit is."""
 
-from . import examples, stats, tree
+from . import examples, plot, stats, tree
 from ._config import enable_x64, info
 from .curvature import Covariance, CurvatureError, covariance, fisher, hessian, jacobian
-from .fitting import Stopper, delay, fit
+from .fitting import Stopper, delay, fit, natural_gradient
 from .module import Module
 from .observation import Observation, ObservationError, valid_mask
 from .problem import ParamsError, Problem
@@ -22,6 +22,7 @@ __all__ = [
     "tree",
     "stats",
     "examples",
+    "plot",
     "Module",
     "Observation",
     "ObservationError",
@@ -39,6 +40,7 @@ __all__ = [
     "fit",
     "Stopper",
     "delay",
+    "natural_gradient",
     "Projection",
     "ProjectionError",
     "sample",

@@ -199,3 +199,45 @@ def _keep_directions(eigenvalues, vectors, scale, names, truncate, what: str = "
             + ". Fix or remove these params, add a prior, or pass truncate=1e-10 to drop them."
         )
     return np.flatnonzero(~weak), described
+
+
+CURVATURES = ("fisher", "hessian")
+
+
+def resolve_projection(
+    problem, params: Any, projection: Projection | str, truncate: float | None = None
+) -> Projection:
+    """A `Projection` for `params`: the one given, or one built from the curvature of `problem.nll`.
+
+    Args:
+        problem: the `fk.Problem`.
+        params: the params pytree the projection is centred on (when built here).
+        projection: an `fk.Projection` (checked against the params' size), or
+            `"fisher"` / `"hessian"` to whiten `fk.fisher(problem, params)` /
+            `fk.hessian(problem.nll, params)`.
+        truncate: passed to `Projection.from_fisher` when one is built here.
+
+    Raises:
+        ValueError: a projection of the wrong size or an unknown curvature name.
+        TypeError: `projection` is of another type.
+        ProjectionError: the curvature has unconstrained directions (named).
+    """
+    from . import curvature
+
+    if isinstance(projection, Projection):
+        if projection.center.size != tree.size(params):
+            raise ValueError(
+                f"the projection has {projection.center.size} params but params have {tree.size(params)}"
+            )
+        return projection
+    if not isinstance(projection, str):
+        raise TypeError(
+            f"projection must be an fk.Projection, 'fisher' or 'hessian', got {type(projection).__name__}"
+        )
+    if projection == "fisher":
+        matrix = curvature.fisher(problem, params)
+    elif projection == "hessian":
+        matrix = curvature.hessian(problem.nll, params)
+    else:
+        raise ValueError(f"unknown projection {projection!r}; give an fk.Projection or one of {CURVATURES}")
+    return Projection.from_fisher(np.asarray(matrix), center=params, truncate=truncate)

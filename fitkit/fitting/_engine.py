@@ -17,9 +17,11 @@ from jaxtyping import Array, Bool, Int, PyTree
 
 from .. import tree
 from ..problem import Problem
+from ..projection import resolve_projection
 from ..results import FitResult, start_params
 from ._batches import EpochBatches
 from ._nan import NAN_POLICIES, NonFiniteError, nonfinite_leaves, nonfinite_message, zero_nonfinite
+from ._natural import preconditioner
 from ._optimisers import map_optimisers
 from ._progress import Progress
 from ._stopper import Stopper, StopperState
@@ -82,6 +84,10 @@ def fit(
     key: jax.Array | None = None,
     callback: Callable[[int, float, Any], bool | None] | None = None,
     chunk_size: int | None = None,
+    precondition: Any = None,
+    projection: Any = None,
+    damping: float = 1e-10,
+    refresh_every: int | None = None,
 ) -> FitResult:
     """Fit `problem.loss` with optax optimisers, in a fused on-device loop.
 
@@ -123,6 +129,19 @@ def fit(
         chunk_size: steps per jitted chunk (default: 1/50 of `steps` with a
             progress bar or callback, else all steps in one chunk), rounded
             up to a multiple of `history_every`.
+        precondition: natural-gradient descent: the curvature of `problem.nll`
+            as an `(n, n)` Fisher or Hessian matrix (`fk.fisher`, `fk.hessian`),
+            `"fisher"` or `"hessian"` (computed at the start), or an
+            `fk.Projection`. Gradients are multiplied by its (damped) inverse,
+            scaled to the loss, before the optimisers, so one learning rate of
+            order 0.1-1 suits every param: a rate of 1 is a Newton step.
+        projection: optimise in the whitened latent space of an
+            `fk.Projection` (or `"fisher"` / `"hessian"` to build one at the
+            start); `optimisers` must then be one optax transformation, as the
+            latent coordinates mix all params. The result holds params.
+        damping: relative damping of the preconditioner's small eigenvalues.
+        refresh_every: with `precondition="fisher"`/`"hessian"`, recompute the
+            curvature at the current params every this many steps.
 
     Returns:
         A `FitResult` with `method="fit:optax"`; `history` has `step`, `loss`,
@@ -156,7 +175,40 @@ def fit(
         key=key,
         callback=callback,
         chunk_size=chunk_size,
+        **_geometry(problem, params, optimisers, precondition, projection, damping, refresh_every),
     )
+
+
+def _geometry(problem, params, optimisers, precondition, projection, damping, refresh_every) -> dict:
+    """The `transform` and `latent` hooks of `_fit` for natural gradients and projections."""
+    if precondition is None and projection is None:
+        if refresh_every is not None:
+            raise ValueError("refresh_every needs precondition='fisher' or 'hessian'")
+        return {}
+    if precondition is not None and projection is not None:
+        raise ValueError(
+            "give precondition or projection, not both: a whitened latent space needs no preconditioner"
+        )
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem is a {type(problem).__name__}; give an fk.Problem")
+    params = start_params(params)
+    problem.check(params)
+    if precondition is not None:
+        return {"transform": preconditioner(problem, params, precondition, damping, refresh_every)}
+    if isinstance(optimisers, dict):
+        raise ValueError(
+            "with projection=..., give one optax optimiser (e.g. optax.sgd(0.5)): the latent "
+            "coordinates mix all params, so per-path optimisers do not apply"
+        )
+    if refresh_every is not None:
+        raise ValueError("refresh_every applies to precondition=..., not to projection=...")
+    proj = resolve_projection(problem, params, projection)
+    # The loss is 2 / n_data times the nll, whose curvature is the identity in
+    # latent units: rescale so that a learning rate of 1 is a Newton step here too.
+    return {
+        "latent": (proj.to_latent(params), proj.to_params),
+        "transform": optax.scale(problem.n_data / 2.0),
+    }
 
 
 def _fit(

@@ -107,3 +107,60 @@ def natural_gradient(
         return preconditioned, NaturalGradientState(inverse, state.count + 1)
 
     return optax.GradientTransformation(init, update)
+
+
+def preconditioner(
+    problem,
+    params: Any,
+    precondition: Any,
+    damping: float = 1e-10,
+    refresh_every: int | None = None,
+) -> optax.GradientTransformation:
+    """The `natural_gradient` transformation that `fk.fit(precondition=...)` chains first.
+
+    `precondition` is the curvature of the problem's `nll` (an `(n, n)`
+    Fisher or Hessian matrix, `"fisher"`, `"hessian"`, or an `fk.Projection`,
+    whose `P P^T` is the inverse curvature). `fit` minimises `problem.loss`,
+    which is `2 / n_data` times the nll up to a constant, so the matrix is
+    scaled by that factor: a learning rate of 1 is then a Newton step.
+
+    Raises:
+        ValueError: a matrix of the wrong shape, an unknown curvature name, or
+            `refresh_every` with a fixed matrix.
+        TypeError: `precondition` of another type.
+    """
+    from .. import curvature
+    from ..projection import CURVATURES, Projection
+
+    scale = 2.0 / problem.n_data
+    n = tree.size(params)
+
+    def at(p, kind):
+        matrix = curvature.fisher(problem, p) if kind == "fisher" else curvature.hessian(problem.nll, p)
+        return scale * matrix
+
+    if isinstance(precondition, str):
+        if precondition not in CURVATURES:
+            raise ValueError(
+                f"unknown precondition {precondition!r}; give a matrix, an fk.Projection or one of {CURVATURES}"
+            )
+        if refresh_every is not None:
+            return natural_gradient(lambda p: at(p, precondition), damping, refresh_every)
+        return natural_gradient(at(params, precondition), damping)
+    if refresh_every is not None:
+        raise ValueError(
+            "refresh_every needs precondition='fisher' or 'hessian', to recompute it at new params"
+        )
+    if isinstance(precondition, Projection):
+        if precondition.center.size != n:
+            raise ValueError(f"the projection has {precondition.center.size} params but params have {n}")
+        matrix = precondition.inverse.T @ precondition.inverse
+    elif hasattr(precondition, "shape"):
+        matrix = jnp.asarray(precondition)
+    else:
+        raise TypeError(
+            f"precondition must be an (n, n) matrix, an fk.Projection, 'fisher' or 'hessian'; got {type(precondition).__name__}"
+        )
+    if matrix.shape != (n, n):
+        raise ValueError(f"the preconditioning matrix has shape {matrix.shape}; the params need ({n}, {n})")
+    return natural_gradient(scale * matrix, damping)

@@ -13,7 +13,7 @@ from numpyro.infer import MCMC, NUTS
 
 from .. import tree
 from ..problem import Problem
-from ..projection import Projection
+from ..projection import Projection, resolve_projection
 from ..results import start_params
 from ._posterior import Posterior
 
@@ -29,34 +29,6 @@ def _check_count(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _curvature(problem: Problem, params: Any, method: str):
-    """The curvature of `problem.nll` at `params` that defines the whitening."""
-    from .. import curvature
-
-    if method == "hessian":
-        return curvature.hessian(problem.nll, params)
-    if method == "fisher":
-        return curvature.fisher(problem, params)
-    raise ValueError(f"unknown curvature {method!r}; choose 'hessian' or 'fisher'")
-
-
-def _projection(problem, params, projection, truncate) -> Projection:
-    if isinstance(projection, Projection):
-        if projection.center.size != tree.size(params):
-            raise ValueError(
-                f"the projection has {projection.center.size} params but params have {tree.size(params)}"
-            )
-        return projection
-    if projection is None:
-        projection = "hessian"
-    if not isinstance(projection, str):
-        raise TypeError(
-            f"projection must be an fk.Projection, 'hessian', 'fisher' or None, got {type(projection).__name__}"
-        )
-    matrix = _curvature(problem, params, projection)
-    return Projection.from_fisher(np.asarray(matrix), center=params, truncate=truncate)
-
-
 def sample(
     problem: Problem,
     params: Any,
@@ -68,6 +40,7 @@ def sample(
     key: int | jax.Array = 0,
     progress: bool = True,
     latent_prior: dist.Distribution | None = None,
+    adapt_mass: bool = False,
     dense_mass: bool = False,
     max_tree_depth: int = 10,
     target_accept: float = 0.8,
@@ -100,7 +73,11 @@ def sample(
             default `Normal(0, 100)` is proper but so wide (100 posterior
             standard deviations) that it changes posterior variances by about
             1e-4 relative.
-        dense_mass: adapt a dense mass matrix (rarely useful after whitening).
+        adapt_mass: adapt a mass matrix during warm-up. Off by default: the
+            latent space is already whitened, so the identity is the right
+            mass matrix, and estimating one from a short warm-up only adds
+            noise (and restarts the step-size adaptation at every window).
+        dense_mass: with `adapt_mass`, adapt a dense rather than diagonal mass matrix.
         max_tree_depth: NUTS's maximum tree depth.
         target_accept: target acceptance probability of step-size adaptation.
         jitter: standard deviation of the chains' starting points in latent units.
@@ -127,7 +104,7 @@ def sample(
         raise ValueError(f"unknown chain_method {chain_method!r}; choose one of {CHAIN_METHODS}")
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
-    proj = _projection(problem, params, projection, truncate)
+    proj = resolve_projection(problem, params, "hessian" if projection is None else projection, truncate)
     prior = dist.Normal(0.0, 100.0) if latent_prior is None else latent_prior
     if not hasattr(prior, "log_prob"):
         raise TypeError("latent_prior must be a numpyro distribution")
@@ -142,6 +119,7 @@ def sample(
     kernel = NUTS(
         potential_fn=potential,
         step_size=1.0,
+        adapt_mass_matrix=adapt_mass,
         dense_mass=dense_mass,
         max_tree_depth=max_tree_depth,
         target_accept_prob=target_accept,
@@ -191,6 +169,7 @@ def sample(
         "num_samples": num_samples,
         "num_chains": num_chains,
         "chain_method": chain_method,
+        "adapt_mass": bool(adapt_mass),
         "dense_mass": bool(dense_mass),
         "max_tree_depth": int(max_tree_depth),
         "target_accept": float(target_accept),
