@@ -23,7 +23,15 @@ from ._compile import compiled
 from ._latent import Flat
 from ._messages import CONVERGED, ConvergenceError, ConvergenceWarning, outcome, stop_message
 from ._methods import resolve
-from ._observe import Observation, evaluation_names, evaluations, holds_loss, inner_state, observe
+from ._observe import (
+    Observation,
+    evaluation_names,
+    evaluations,
+    holds_loss,
+    inner_solver,
+    inner_state,
+    observe,
+)
 
 __all__ = ["solve"]
 
@@ -323,7 +331,10 @@ def _solve_latent(
     what = {"loss": "the loss", "nll": "the negative log-posterior", "residuals": "the residuals"}[objective]
     rtol, atol = getattr(solver, "rtol", float("nan")), getattr(solver, "atol", float("nan"))
     title = f"fk.solve: {name} on {what}, {tree.size(start)} params, rtol={rtol:g}, atol={atol:g}, max_steps={max_steps}"
-    with _log.Reporter(title, max_steps, verbose, progress) as reporter:
+    simplex = isinstance(inner_solver(solver), optx.NelderMead)
+    with _log.Reporter(
+        title, max_steps, verbose, progress, rejected="no new best" if simplex else "rejected"
+    ) as reporter:
         start_time = time.perf_counter()
         params, packed = jax.block_until_ready(executable(dynamic))
         if report:

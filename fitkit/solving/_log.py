@@ -46,10 +46,20 @@ class Reporter:
         verbose: print the table.
         progress: show a tqdm progress bar.
         stream: where the table goes (default: `sys.stdout` at print time).
+        rejected: the note on a step that did not move the current point.
     """
 
-    def __init__(self, title: str, max_steps: int, verbose: bool, progress: bool, stream=None):
+    def __init__(
+        self,
+        title: str,
+        max_steps: int,
+        verbose: bool,
+        progress: bool,
+        stream=None,
+        rejected: str = "rejected",
+    ):
         self.title = title
+        self.rejected = rejected
         self.max_steps = max_steps
         self.verbose = verbose
         self.progress = progress
@@ -78,7 +88,7 @@ class Reporter:
     def row(self, step, loss, dx, grad, step_size, evals, accepted) -> None:
         step, evals, accepted = int(step), int(evals), int(accepted)
         if self.verbose:
-            notes = "rejected" if accepted == 0 else ""
+            notes = self.rejected if accepted == 0 else ""
             self._print(
                 f"{step:>8d} {_number(float(loss), 15, 8)} {_number(float(dx), 11, 4)} "
                 f"{_number(float(grad), 11, 4)} {_number(float(step_size), 11, 4)} "
@@ -93,6 +103,8 @@ class Reporter:
     def finish(self, message: str) -> None:
         """Close the bar and print why the solve stopped."""
         if self.bar is not None:
+            self.bar.total = self.bar.n  # end full: the solve is over, whatever max_steps was
+            self.bar.refresh()
             self.bar.close()
             self.bar = None
         if self.verbose:
