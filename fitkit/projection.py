@@ -11,45 +11,44 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import tree
+from .curvature._diagnose import CurvatureError, check_finite, problems, spectrum_of_matrix
 
 __all__ = ["Projection", "ProjectionError"]
 
 
-class ProjectionError(ValueError):
-    """The matrix cannot define a projection: it is not symmetric, or some directions are unconstrained."""
+class ProjectionError(CurvatureError):
+    """The matrix cannot define a projection: wrong shape, not symmetric, or with unconstrained directions."""
 
 
-def _describe_direction(vector: np.ndarray, names: list[str], top: int = 3) -> str:
-    """Name the params that dominate an eigenvector, largest weight first."""
-    weights = np.abs(vector) ** 2
-    order = np.argsort(weights)[::-1][:top]
-    parts = [names[i] for i in order if weights[i] > 0.05 * weights[order[0]]]
-    return " + ".join(parts)
-
-
-def _normalised_eigh(matrix: np.ndarray, what: str, names: list[str]):
-    """Eigen-decompose `matrix` normalised by its diagonal; returns (scale, eigenvalues, eigenvectors)."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ProjectionError(f"the {what} matrix must be square, got shape {matrix.shape}")
-    if not np.all(np.isfinite(matrix)):
-        raise ProjectionError(
-            f"the {what} matrix has non-finite entries; compute it in float64 (fk.enable_x64())"
-        )
+def _spectrum(matrix, names: list[str], what: str, truncate: float | None):
+    """The diagonal-normalised spectrum of `matrix`, the kept eigen-directions and those dropped."""
+    matrix = np.asarray(matrix)
+    n = len(names)
+    if matrix.shape != (n, n):
+        raise ProjectionError(f"the {what} matrix has shape {matrix.shape} but center has {n} parameters")
+    check_finite(matrix, names, f"the {what} matrix")
+    matrix = matrix.astype(np.float64)
     asym = np.max(np.abs(matrix - matrix.T)) / max(np.max(np.abs(matrix)), 1e-300)
     if asym > 1e-6:
         raise ProjectionError(f"the {what} matrix is not symmetric (relative asymmetry {asym:.2g})")
-    matrix = 0.5 * (matrix + matrix.T)
-    diag = np.diag(matrix).copy()
-    if np.any(diag < 0):
-        negative = ", ".join(names[i] for i in np.flatnonzero(diag < 0))
+    spectrum = spectrum_of_matrix(0.5 * (matrix + matrix.T), np.finfo(np.float64).eps, truncate)
+    found = problems(spectrum, names)
+    if what == "covariance":
+        found = [
+            d._replace(text=d.text.replace("is not constrained by the data", "has zero variance"))
+            for d in found
+        ]
+    if found and truncate is None:
+        involved = sorted({name for d in found for name in d.names}, key=names.index)
+        lines = "\n".join(f"  - {d.text}" for d in found)
         raise ProjectionError(
-            f"the {what} matrix is indefinite: negative diagonal for {negative}; the params are "
-            "not at a minimum, or the matrix is not a Fisher/Hessian/covariance"
+            f"the {what} matrix cannot be whitened:\n{lines}\nFix or remove these params, add a prior, "
+            "or pass truncate=1e-10 to drop these directions.",
+            involved,
+            [d.text for d in found],
         )
-    scale = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 0.0)
-    eigenvalues, eigenvectors = np.linalg.eigh(scale[:, None] * matrix * scale[None, :])
-    return scale, eigenvalues, eigenvectors
+    keep = spectrum.values > spectrum.rtol * max(float(spectrum.values.max()), 0.0)
+    return spectrum, np.flatnonzero(keep), [d.text for d in found]
 
 
 class Projection(eqx.Module):
@@ -130,17 +129,11 @@ class Projection(eqx.Module):
         """
         flat, unravel = tree.ravel(center)
         names = tree.names(center)
-        if np.shape(fisher) != (flat.size, flat.size):
-            raise ProjectionError(
-                f"the Fisher matrix has shape {np.shape(fisher)} but center has {flat.size} parameters"
-            )
-        scale, eigenvalues, vectors = _normalised_eigh(fisher, "Fisher", names)
-        keep, dropped = _keep_directions(eigenvalues, vectors, scale, names, truncate)
-        lam, vec = eigenvalues[keep], vectors[:, keep]
+        spectrum, keep, dropped = _spectrum(fisher, names, "Fisher", truncate)
+        lam, vec, scale = spectrum.values[keep], spectrum.vectors[:, keep], spectrum.scale
         # P = D V L^-1/2 whitens: P^T F P = L^-1/2 V^T (D F D) V L^-1/2 = I.
-        safe = np.where(scale > 0, scale, 1.0)
         matrix = scale[:, None] * vec / np.sqrt(lam)[None, :]
-        inverse = (np.sqrt(lam)[:, None] * vec.T) / safe[None, :]
+        inverse = (np.sqrt(lam)[:, None] * vec.T) / scale[None, :]
         return cls._build(flat, matrix, inverse, names, dropped, unravel, flat.dtype)
 
     @classmethod
@@ -161,44 +154,12 @@ class Projection(eqx.Module):
         """
         flat, unravel = tree.ravel(center)
         names = tree.names(center)
-        if np.shape(covariance) != (flat.size, flat.size):
-            raise ProjectionError(
-                f"the covariance has shape {np.shape(covariance)} but center has {flat.size} parameters"
-            )
-        inv_scale, eigenvalues, vectors = _normalised_eigh(covariance, "covariance", names)
-        keep, dropped = _keep_directions(eigenvalues, vectors, inv_scale, names, truncate, "covariance")
-        lam, vec = eigenvalues[keep], vectors[:, keep]
-        # Here the diagonal scaling is D^-1 = diag(C)^(1/2): P = D^-1 V L^1/2.
-        std = np.where(inv_scale > 0, 1.0 / np.where(inv_scale > 0, inv_scale, 1.0), 0.0)
-        matrix = std[:, None] * vec * np.sqrt(lam)[None, :]
-        inverse = (vec.T / np.sqrt(lam)[:, None]) * inv_scale[None, :]
+        spectrum, keep, dropped = _spectrum(covariance, names, "covariance", truncate)
+        lam, vec, scale = spectrum.values[keep], spectrum.vectors[:, keep], spectrum.scale
+        # Here D = diag(C)^-1/2 and C = D^-1 V L V^T D^-1, so P = D^-1 V L^1/2.
+        matrix = vec * np.sqrt(lam)[None, :] / scale[:, None]
+        inverse = (vec.T / np.sqrt(lam)[:, None]) * scale[None, :]
         return cls._build(flat, matrix, inverse, names, dropped, unravel, flat.dtype)
-
-
-def _keep_directions(eigenvalues, vectors, scale, names, truncate, what: str = "Fisher"):
-    """Which eigen-directions to keep, and descriptions of those dropped."""
-    top = max(float(eigenvalues.max(initial=0.0)), 1e-300)
-    threshold = (truncate if truncate is not None else 1e-12) * top
-    weak = eigenvalues <= threshold
-    zero_diag = [names[i] for i in np.flatnonzero(scale == 0)]
-    described = [_describe_direction(vectors[:, i], names) for i in np.flatnonzero(weak)]
-    if truncate is None and weak.any():
-        negative = [
-            _describe_direction(vectors[:, i], names) for i in np.flatnonzero(eigenvalues < -threshold)
-        ]
-        if negative:
-            raise ProjectionError(
-                f"the {what} matrix is indefinite (negative curvature along "
-                + ", ".join(negative)
-                + "): the params are not at a minimum, or the matrix is not a Fisher/Hessian of the nll"
-            )
-        unconstrained = sorted(set(zero_diag) | set(described))
-        what_is = "constrained by the data" if what == "Fisher" else "given a positive variance"
-        raise ProjectionError(
-            "; ".join(f"{name} is not {what_is}" for name in unconstrained)
-            + ". Fix or remove these params, add a prior, or pass truncate=1e-10 to drop them."
-        )
-    return np.flatnonzero(~weak), described
 
 
 CURVATURES = ("fisher", "hessian")

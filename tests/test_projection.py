@@ -60,7 +60,7 @@ def test_unconstrained_parameter_is_named_and_truncation_drops_it(params):
     proj = fk.Projection.from_fisher(fisher, center=params, truncate=1e-10)
     assert proj.dim == 5 and any("wfe[1]" in d for d in proj.dropped)
     moved = fk.tree.ravel(proj.to_params(jnp.ones(5)))[0] - fk.tree.ravel(params)[0]
-    assert float(moved[4]) == 0.0
+    assert abs(float(moved[4])) < 1e-15 and float(jnp.abs(moved).max()) > 1e-6
 
 
 def test_bad_matrices(params):
@@ -68,11 +68,11 @@ def test_bad_matrices(params):
         fk.Projection.from_fisher(np.eye(3), center=params)
     with pytest.raises(fk.ProjectionError, match="not symmetric"):
         fk.Projection.from_fisher(np.triu(np.ones((6, 6))), center=params)
-    with pytest.raises(fk.ProjectionError, match="indefinite"):
+    with pytest.raises(fk.ProjectionError, match=r"wfe\[2\] has negative curvature"):
         fk.Projection.from_fisher(np.diag([1.0, 1, 1, 1, 1, -1]), center=params)
-    with pytest.raises(fk.ProjectionError, match=r"indefinite \(negative curvature along"):
+    with pytest.raises(fk.ProjectionError, match=r"combination .* has negative curvature"):
         fk.Projection.from_fisher(np.array([[1.0, 2.0], [2.0, 1.0]]), center=jnp.zeros(2))
-    with pytest.raises(fk.ProjectionError, match="non-finite"):
+    with pytest.raises(fk.CurvatureError, match="NaN or inf"):
         fk.Projection.from_fisher(np.full((6, 6), np.nan), center=params)
 
 
