@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -79,7 +78,7 @@ class Projection(eqx.Module):
     center: Float[Array, " n"]
     matrix: Float[Array, "n k"]
     inverse: Float[Array, "k n"]
-    unravel: Callable = eqx.field(static=True)
+    layout: tree.Layout
     names: tuple[str, ...] = eqx.field(static=True)
     dropped: tuple[str, ...] = eqx.field(static=True)
 
@@ -90,20 +89,19 @@ class Projection(eqx.Module):
 
     def to_params(self, u: Float[Array, " k"]) -> Any:
         """The params pytree at latent vector `u`."""
-        return self.unravel(self.center + self.matrix @ u)
+        return self.layout.to_params(self.center + self.matrix @ u)
 
     def to_latent(self, params: Any) -> Float[Array, " k"]:
         """The latent vector of `params` (its projection onto the kept directions)."""
-        flat, _ = tree.ravel(params)
-        return self.inverse @ (flat - self.center)
+        return self.inverse @ (self.layout.to_latent(params) - self.center)
 
     @classmethod
-    def _build(cls, center, matrix, inverse, names, dropped, unravel, dtype):
+    def _build(cls, center, matrix, inverse, names, dropped, layout, dtype):
         return cls(
             center=center,
             matrix=jnp.asarray(matrix, dtype),
             inverse=jnp.asarray(inverse, dtype),
-            unravel=unravel,
+            layout=layout,
             names=tuple(names),
             dropped=tuple(dropped),
         )
@@ -127,14 +125,15 @@ class Projection(eqx.Module):
             ProjectionError: the matrix is not square, symmetric or finite, or
                 has directions the data do not constrain (named in the message).
         """
-        flat, unravel = tree.ravel(center)
+        layout = tree.Layout.of(center)
+        flat = layout.to_latent(center)
         names = tree.names(center)
         spectrum, keep, dropped = _spectrum(fisher, names, "Fisher", truncate)
         lam, vec, scale = spectrum.values[keep], spectrum.vectors[:, keep], spectrum.scale
         # P = D V L^-1/2 whitens: P^T F P = L^-1/2 V^T (D F D) V L^-1/2 = I.
         matrix = scale[:, None] * vec / np.sqrt(lam)[None, :]
         inverse = (np.sqrt(lam)[:, None] * vec.T) / scale[None, :]
-        return cls._build(flat, matrix, inverse, names, dropped, unravel, flat.dtype)
+        return cls._build(flat, matrix, inverse, names, dropped, layout, flat.dtype)
 
     @classmethod
     def from_covariance(
@@ -152,14 +151,15 @@ class Projection(eqx.Module):
         Raises:
             ProjectionError: as for `from_fisher`.
         """
-        flat, unravel = tree.ravel(center)
+        layout = tree.Layout.of(center)
+        flat = layout.to_latent(center)
         names = tree.names(center)
         spectrum, keep, dropped = _spectrum(covariance, names, "covariance", truncate)
         lam, vec, scale = spectrum.values[keep], spectrum.vectors[:, keep], spectrum.scale
         # Here D = diag(C)^-1/2 and C = D^-1 V L V^T D^-1, so P = D^-1 V L^1/2.
         matrix = vec * np.sqrt(lam)[None, :] / scale[:, None]
         inverse = (vec.T / np.sqrt(lam)[:, None]) * scale[None, :]
-        return cls._build(flat, matrix, inverse, names, dropped, unravel, flat.dtype)
+        return cls._build(flat, matrix, inverse, names, dropped, layout, flat.dtype)
 
 
 CURVATURES = ("fisher", "hessian")

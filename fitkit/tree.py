@@ -12,14 +12,17 @@ import copy
 import dataclasses
 import difflib
 import itertools
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
 
 __all__ = [
     "PathError",
@@ -32,6 +35,7 @@ __all__ = [
     "add",
     "multiply",
     "ravel",
+    "Layout",
     "size",
     "key_path_to_str",
 ]
@@ -130,6 +134,57 @@ def ravel(tree: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
         vector back into a pytree of the same structure, shapes and dtypes.
     """
     return ravel_pytree(tree)
+
+
+class Layout(eqx.Module):
+    """The layout of a params pytree: ravel params into one vector and back.
+
+    Holds only the structure, shapes and dtypes, all static.
+
+    Unlike the closure of `jax.flatten_util.ravel_pytree`, two `Layout`s built
+    from params of the same structure compare and hash equal, so a compiled
+    solve can be reused across calls; and building one does no array work.
+
+    Example:
+        >>> params = {"a": jnp.ones(2), "b": jnp.zeros(())}
+        >>> layout = Layout.of(params)
+        >>> u = layout.to_latent(params)
+        >>> u.shape, layout.to_params(u)["a"].shape
+        ((3,), (2,))
+    """
+
+    treedef: Any = eqx.field(static=True)
+    shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+    dtypes: tuple[str, ...] = eqx.field(static=True)
+
+    @classmethod
+    def of(cls, params: Any) -> Layout:
+        """The map for params shaped like `params` (only their structure is read)."""
+        leaves, treedef = jax.tree.flatten(params)
+        shapes = tuple(tuple(jnp.shape(x)) for x in leaves)
+        return cls(treedef, shapes, tuple(str(jnp.result_type(x)) for x in leaves))
+
+    @property
+    def size(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+    def to_latent(self, params: Any) -> Float[Array, " n"]:
+        """The params raveled into one vector of their common dtype."""
+        leaves = jax.tree.leaves(params)
+        dtype = jnp.result_type(*self.dtypes)
+        return jnp.concatenate([jnp.ravel(jnp.asarray(x, dtype)) for x in leaves])
+
+    def to_params(self, u: Float[Array, " n"]) -> Any:
+        """The params pytree holding the entries of `u`."""
+        sizes = [math.prod(s) for s in self.shapes]
+        offsets = [0]
+        for size in sizes:
+            offsets.append(offsets[-1] + size)
+        leaves = [
+            jnp.reshape(u[a:b], shape).astype(dtype)
+            for a, b, shape, dtype in zip(offsets[:-1], offsets[1:], self.shapes, self.dtypes)
+        ]
+        return jax.tree.unflatten(self.treedef, leaves)
 
 
 def _fields(node) -> list[str] | None:

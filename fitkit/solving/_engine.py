@@ -17,10 +17,10 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from .. import tree
 from ..problem import Problem
+from ..projection import resolve_projection
 from ..results import FitResult, start_params
 from . import _log
 from ._compile import compiled
-from ._latent import Flat
 from ._messages import CONVERGED, ConvergenceError, ConvergenceWarning, outcome, stop_message
 from ._methods import resolve
 from ._observe import (
@@ -186,6 +186,7 @@ def solve(
     progress: bool = False,
     throw: bool = False,
     best_so_far: bool = True,
+    projection: Any = None,
     **solver_options: Any,
 ) -> FitResult:
     """Fit `problem` with a quasi-Newton, Newton or least-squares solver from optimistix.
@@ -243,6 +244,11 @@ def solve(
             when the solve does not converge.
         best_so_far: return the params with the lowest loss seen rather than
             the last iterate.
+        projection: solve in the whitened latent space of an `fk.Projection`
+            (or `"fisher"` / `"hessian"` to build one at the start): every
+            latent direction then has unit curvature, which turns a badly
+            scaled, strongly correlated problem (the hierarchical optics
+            example) into an easy one for any method. The result holds params.
         **solver_options: passed to the named method's constructor, e.g.
             `history_length=10` for `"lbfgs"`, `beta="fletcher-reeves"` for
             `"nonlinear-cg"`, `rdelta=0.2` for `"nelder-mead"`,
@@ -288,13 +294,14 @@ def solve(
             UserWarning,
             stacklevel=2,
         )
+    latent = tree.Layout.of(params) if projection is None else resolve_projection(problem, params, projection)
     return _solve_latent(
         problem,
         solver,
-        name,
+        name if projection is None else f"{name}+projection",
         objective,
         params,
-        Flat.of(params),
+        latent,
         max_steps,
         log_every,
         verbose,
