@@ -54,7 +54,7 @@ def test_recovers_mean_and_covariance_across_scales(mvn):
     sample_cov = np.cov(flat.T)
     np.testing.assert_allclose(np.sqrt(np.diag(sample_cov)) / std, 1.0, atol=0.08)
     np.testing.assert_allclose(
-        sample_cov / std[:, None] / std[None, :], cov / std[:, None] / std[None, :], atol=0.06
+        sample_cov / std[:, None] / std[None, :], cov / std[:, None] / std[None, :], atol=0.1
     )
     assert post.diagnostics["mean_num_steps"] < 15
     assert post.diagnostics["divergences"] == 0
