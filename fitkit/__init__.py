@@ -2,6 +2,7 @@
 
 from . import examples, plot, stats, tree
 from ._config import enable_x64, info
+from .analysis import Analysis, analyse
 from .curvature import Covariance, CurvatureError, covariance, fisher, hessian, jacobian
 from .fitting import Stopper, delay, fit, natural_gradient
 from .module import Module
@@ -45,6 +46,8 @@ __all__ = [
     "ProjectionError",
     "sample",
     "Posterior",
+    "analyse",
+    "Analysis",
     "solve",
     "ConvergenceError",
     "ConvergenceWarning",

@@ -6,6 +6,7 @@ so it works the same in notebooks, scripts and reports.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,7 +116,17 @@ def corner(
         if location is None:
             location = dict(zip(tree.names(truth), _flat_values(truth).tolist()))
         consumer.add_truth(Truth(location=location, name="truth", color="C3"))
-    return consumer.plotter.plot(columns=list(columns) if columns is not None else None)
+    # chainconsumer warns "not constrained" whenever a marginal touches its plot
+    # range, and matplotlib about a font weight its style asks for: both noise here.
+    quiet = [logging.getLogger(name) for name in ("chainconsumer", "matplotlib.font_manager")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        return consumer.plotter.plot(columns=list(columns) if columns is not None else None)
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
 
 
 def loss(result: FitResult, log: bool = True, ax=None):

@@ -1,0 +1,350 @@
+"""fk.analyse: fit, polish, error bars and posterior samples in one call, with a report."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+import warnings
+from typing import Any
+
+import equinox as eqx
+import numpy as np
+import optax
+
+from . import plot, tree
+from .curvature import Covariance, CurvatureError, covariance
+from .fitting import fit as fit_engine
+from .problem import Problem
+from .projection import Projection
+from .results import FitResult, start_params
+from .sampling import Posterior
+from .sampling import sample as sample_engine
+from .solving import solve as solve_engine
+
+__all__ = ["analyse", "Analysis", "DEFAULTS"]
+
+# Stage defaults, chosen on the hierarchical optics example (docs/performance.md):
+# natural gradient needs one learning rate for every param (0.1 with the Fisher
+# refreshed every 10 steps reaches the optimum on both examples, where a fixed
+# Fisher and 0.2 diverges on the Gaussians); L-BFGS in the Fisher
+# eigen-projected space then converges in about 25 steps; whitened NUTS needs
+# only a short warm-up.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "fit": {
+        "optimisers": optax.sgd(0.1, momentum=0.5),
+        "steps": 100,
+        "precondition": "fisher",
+        "refresh_every": 10,
+    },
+    "solve": {"method": "lbfgs", "projection": "fisher", "rtol": 1e-8, "atol": 1e-8, "max_steps": 500},
+    "uncertainty": {"method": "hessian"},
+    "sample": {"num_warmup": 200, "num_samples": 1000, "num_chains": 2},
+}
+FAR = 10.0  # warm-start with the first-order stage when the starting chi2r exceeds this
+
+
+def _stage_options(name: str, value: Any) -> dict | None:
+    """The keyword arguments of a stage, or None when it is skipped."""
+    if value is False:
+        return None
+    if value is None or value is True:
+        return dict(DEFAULTS[name])
+    if isinstance(value, dict):
+        return {**DEFAULTS[name], **value}
+    raise TypeError(f"{name}= must be None (defaults), False (skip), True or a dict of keyword arguments")
+
+
+class Analysis(eqx.Module):
+    """Every stage of `fk.analyse`: the fits, the covariance, the posterior and a report.
+
+    Attributes:
+        problem: the `fk.Problem` analysed.
+        start: the starting params.
+        fit: the first-order warm start (`FitResult`), or None if skipped.
+        solve: the second-order polish (`FitResult`), or None if skipped.
+        covariance: the `Covariance` at the optimum, or None.
+        posterior: the `Posterior` from whitened NUTS, or None.
+        truth: optional true params (simulations), shown in the report and plots.
+        config: the options each stage ran with (as text).
+        timings: seconds per stage.
+        notes: warnings collected on the way (unconstrained params, divergences...).
+
+    Example:
+        >>> analysis = fk.analyse(prob, start)
+        >>> print(analysis.report())
+        >>> analysis.save("results/")
+    """
+
+    problem: Problem
+    start: Any
+    fit: FitResult | None
+    solve: FitResult | None
+    covariance: Covariance | None
+    posterior: Posterior | None
+    truth: Any
+    config: dict
+    timings: dict
+    notes: tuple[str, ...]
+
+    @property
+    def params(self) -> Any:
+        """The best params found: the polish's, else the warm start's, else the start."""
+        for stage in (self.solve, self.fit):
+            if stage is not None:
+                return stage.params
+        return self.start
+
+    def table(self):
+        """A DataFrame per flat param: estimate, Hessian error, posterior mean/std/r_hat/ESS (and truth)."""
+        import pandas as pd
+
+        names = tree.names(self.params)
+        frame = pd.DataFrame(
+            {"estimate": np.asarray(tree.ravel(self.params)[0])}, index=pd.Index(names, name="param")
+        )
+        if self.truth is not None:
+            frame["truth"] = np.asarray(tree.ravel(self.truth)[0])
+        if self.covariance is not None:
+            frame["std (curvature)"] = np.asarray(self.covariance.flat_std)
+        if self.posterior is not None:
+            summary = self.posterior.summary()
+            for column, label in (
+                ("mean", "post. mean"),
+                ("std", "post. std"),
+                ("r_hat", "r_hat"),
+                ("ess_bulk", "ess_bulk"),
+            ):
+                frame[label] = summary[column].to_numpy()
+        return frame
+
+    def report(self) -> str:
+        """The analysis in text: reduced chi-squared before and after, stage summaries, the
+        parameter table and any warnings."""
+        lines = ["fitkit analysis", "=" * 15]
+        chi_start = float(self.problem.chi2r(self.start))
+        chi_end = float(self.problem.chi2r(self.params))
+        lines.append(f"data points: {self.problem.n_data}, params: {tree.size(self.params)}")
+        lines.append(f"reduced chi-squared: start {chi_start:.6g} -> final {chi_end:.6g}")
+        if self.truth is not None:
+            lines.append(f"reduced chi-squared at the truth: {float(self.problem.chi2r(self.truth)):.6g}")
+        for label, stage in (("warm start", self.fit), ("polish", self.solve)):
+            if stage is not None:
+                lines.append(
+                    f"{label}: {stage.method}, {stage.steps} steps, {stage.wall_time:.3g} s "
+                    f"(+{stage.compile_time:.3g} s compile): {stage.message}"
+                )
+        if self.covariance is not None:
+            lines.append(f"covariance: {self.covariance.method}, {self.timings.get('uncertainty', 0):.3g} s")
+        if self.posterior is not None:
+            d = self.posterior.diagnostics
+            summary = self.posterior.summary()
+            lines.append(
+                f"posterior: {self.posterior.num_chains} chain(s) x {self.posterior.num_draws} draws, "
+                f"{d['divergences']} divergences, mean {d['mean_num_steps']:.3g} leapfrog steps per draw, "
+                f"max r_hat {summary['r_hat'].max():.4f}, min ESS bulk {summary['ess_bulk'].min():.0f}, "
+                f"{d['wall_time']:.3g} s"
+            )
+        lines.append("")
+        with_pandas_options = self.table().to_string(float_format=lambda v: f"{v:.6g}")
+        lines.append(with_pandas_options)
+        if self.notes:
+            lines += ["", "warnings:"] + [f"  - {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def figures(self) -> dict[str, Any]:
+        """The standard figures, by file stem: loss curves, residual maps, covariance, corner, error bars."""
+        figures = {}
+        for label, stage in (("loss_warm_start", self.fit), ("loss_polish", self.solve)):
+            if stage is not None and len(stage.history.get("loss", [])):
+                figures[label] = plot.loss(stage)
+        figures["residuals"] = plot.residuals(self.problem, self.params)
+        if self.covariance is not None:
+            figures["correlation"] = plot.matrix(
+                np.asarray(self.covariance.correlation),
+                names=list(self.covariance.names),
+                title="correlation",
+            )
+            figures["errorbars"] = plot.errorbars(self.covariance, sigma=1.0, truth=self.truth)
+        items = [x for x in (self.posterior, self.covariance) if x is not None]
+        if items:
+            labels = ["posterior" if x is self.posterior else "covariance" for x in items]
+            figures["corner"] = plot.corner(items, truth=self.truth, labels=labels)
+        return figures
+
+    def save(self, folder: str | os.PathLike) -> pathlib.Path:
+        """Write the report, every figure (PNG), the results (`.npz`) and the samples (CSV).
+
+        The CSV starts with `#` comment lines recording the fitkit version and
+        each stage's configuration (like CmdStan's output files); read it back
+        bit for bit with `pandas.read_csv(path, comment="#", float_precision="round_trip")`.
+
+        Returns:
+            The folder, as a `pathlib.Path`.
+        """
+        import matplotlib.pyplot as plt
+
+        from . import __version__
+
+        folder = pathlib.Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.txt").write_text(self.report() + "\n")
+        for name, figure in self.figures().items():
+            figure.savefig(folder / f"{name}.png", dpi=60 if name == "corner" else 90, bbox_inches="tight")
+            plt.close(figure)
+        for name, stage in (("fit", self.fit), ("solve", self.solve)):
+            if stage is not None:
+                stage.save(folder / f"{name}.npz")
+        if self.covariance is not None:
+            self.covariance.save(folder / "covariance.npz")
+        if self.posterior is not None:
+            self.posterior.save(folder / "posterior.npz")
+            header = [
+                f"# fitkit {__version__} analyse",
+                f"# config: {json.dumps(self.config, sort_keys=True)}",
+            ]
+            header.append(f"# posterior: {json.dumps(self.posterior.config, sort_keys=True, default=str)}")
+            with open(folder / "samples.csv", "w") as handle:
+                handle.write("\n".join(header) + "\n")
+                self.posterior.to_dataframe().to_csv(handle, index=False, float_format="%.17g")
+        return folder
+
+
+def analyse(
+    problem: Problem,
+    params: Any,
+    fit: dict | bool | None = None,
+    solve: dict | bool | None = None,
+    uncertainty: dict | bool | None = None,
+    sample: dict | bool | None = None,
+    truth: Any = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Analysis:
+    """The whole pipeline: warm start, second-order polish, error bars, posterior samples.
+
+    Stages, each configured with the keywords of its engine (a dict merged
+    over the defaults in `fitkit.analysis.DEFAULTS`), or skipped with `False`:
+
+    1. `fit` (`fk.fit`): natural-gradient descent with one learning rate for
+       every param, run only when the starting reduced chi-squared exceeds 10
+       (pass a dict or True to force it).
+    2. `solve` (`fk.solve`): L-BFGS in the Fisher eigen-projected space.
+    3. `uncertainty` (`fk.covariance`): the inverse Hessian of the nll at the
+       optimum. If it is singular the unconstrained params are noted and a
+       pseudo-inverse is used.
+    4. `sample` (`fk.sample`): NUTS whitened by that covariance.
+
+    Args:
+        problem: the `fk.Problem`.
+        params: the starting params pytree or a `FitResult`.
+        fit, solve, uncertainty, sample: stage options (see above).
+        truth: optional true params (for simulations), shown in report and plots.
+        out: a folder to `save` everything to at the end.
+        progress: show progress bars and print a line per stage.
+
+    Returns:
+        An `Analysis`.
+
+    Raises:
+        TypeError: a stage option of the wrong type.
+        ParamsError, PathError: the params do not fit the problem (before any compilation).
+
+    Example:
+        >>> prob, truth, start = fk.examples.optics.make_problem(0, wf_npixels=64)
+        >>> analysis = fk.analyse(prob, start, truth=truth, sample={"num_samples": 200})
+        >>> print(analysis.report())
+    """
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem is a {type(problem).__name__}; give an fk.Problem")
+    options = {
+        name: _stage_options(name, value)
+        for name, value in (("fit", fit), ("solve", solve), ("uncertainty", uncertainty), ("sample", sample))
+    }
+    start = start_params(params)
+    problem.check(start)
+    if truth is not None:
+        problem.check(start_params(truth))
+    say = print if progress else (lambda *a, **k: None)
+    timings, notes = {}, []
+    current = start
+    chi_start = float(problem.chi2r(start))
+    say(f"[fitkit] start: reduced chi-squared {chi_start:.6g}")
+
+    warm = None
+    if options["fit"] is not None and (fit is not None or chi_start > FAR):
+        t0 = time.perf_counter()
+        warm = fit_engine(problem, current, progress=progress, **options["fit"])
+        timings["fit"] = time.perf_counter() - t0
+        current = warm.params
+        say(
+            f"[fitkit] warm start: reduced chi-squared {float(problem.chi2r(current)):.6g} after {warm.steps} steps"
+        )
+
+    polish = None
+    if options["solve"] is not None:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            polish = solve_engine(problem, current, progress=progress, **options["solve"])
+        notes += [str(w.message) for w in caught]
+        timings["solve"] = time.perf_counter() - t0
+        current = polish.params
+        say(
+            f"[fitkit] polish: reduced chi-squared {float(problem.chi2r(current)):.6g} after {polish.steps} steps"
+        )
+
+    cov = None
+    if options["uncertainty"] is not None:
+        t0 = time.perf_counter()
+        try:
+            cov = covariance(problem, current, **options["uncertainty"])
+        except CurvatureError as err:
+            notes.append(f"the curvature at the optimum is singular: {err}; using a pseudo-inverse")
+            cov = covariance(problem, current, **{**options["uncertainty"], "regularise": True})
+        timings["uncertainty"] = time.perf_counter() - t0
+        say(f"[fitkit] covariance: {cov.method} in {timings['uncertainty']:.3g} s")
+
+    posterior = None
+    if options["sample"] is not None:
+        t0 = time.perf_counter()
+        sample_options = dict(options["sample"])
+        if cov is not None and "projection" not in sample_options:
+            sample_options["projection"] = Projection.from_covariance(
+                np.asarray(cov.matrix), center=current, truncate=1e-14
+            )
+        posterior = sample_engine(problem, current, progress=progress, **sample_options)
+        timings["sample"] = time.perf_counter() - t0
+        summary = posterior.summary()
+        if posterior.diagnostics["divergences"]:
+            notes.append(f"{posterior.diagnostics['divergences']} divergent transitions after warm-up")
+        high = summary.index[summary["r_hat"] > 1.01].tolist()
+        if high:
+            notes.append(f"r_hat above 1.01 for {', '.join(high)}: run longer chains")
+        say(
+            f"[fitkit] posterior: max r_hat {summary['r_hat'].max():.4f}, min ESS {summary['ess_bulk'].min():.0f}"
+        )
+
+    config = {
+        name: {k: repr(v) for k, v in value.items()} if value is not None else "skipped"
+        for name, value in options.items()
+    }
+    if options["fit"] is not None and warm is None:
+        config["fit"] = f"skipped: starting reduced chi-squared {chi_start:.3g} <= {FAR}"
+    analysis = Analysis(
+        problem=problem,
+        start=start,
+        fit=warm,
+        solve=polish,
+        covariance=cov,
+        posterior=posterior,
+        truth=None if truth is None else start_params(truth),
+        config=config,
+        timings=timings,
+        notes=tuple(notes),
+    )
+    if out is not None:
+        analysis.save(out)
+        say(f"[fitkit] wrote {out}")
+    return analysis

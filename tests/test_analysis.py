@@ -1,0 +1,134 @@
+import subprocess
+import sys
+
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+
+import fitkit as fk
+from fitkit.examples import gaussians
+
+SMALL_SAMPLE = {"num_warmup": 50, "num_samples": 100, "num_chains": 2}
+
+
+@pytest.fixture(scope="module")
+def gauss():
+    return gaussians.make_problem()
+
+
+@pytest.fixture(scope="module")
+def full(gauss):
+    problem, truth, start = gauss
+    return fk.analyse(
+        problem,
+        start,
+        fit={"optimisers": optax.adam(1e-2), "steps": 50, "precondition": None, "refresh_every": None},
+        solve={"method": "lbfgs", "projection": None},
+        sample=SMALL_SAMPLE,
+        truth=truth,
+        progress=False,
+    )
+
+
+def test_every_stage_runs_and_reaches_the_optimum(full, gauss):
+    problem = gauss[0]
+    assert full.fit is not None and full.fit.steps == 50
+    assert full.solve.converged
+    assert float(problem.chi2r(full.params)) == pytest.approx(1.028246, rel=1e-5)
+    assert full.covariance is not None and full.posterior.num_draws == 100
+    table = full.table()
+    assert list(table.columns) == [
+        "estimate",
+        "truth",
+        "std (curvature)",
+        "post. mean",
+        "post. std",
+        "r_hat",
+        "ess_bulk",
+    ]
+    # The posterior agrees with the curvature error bars (within sampling noise of 200 draws).
+    ratio = table["post. std"] / table["std (curvature)"]
+    assert ratio.between(0.7, 1.3).all()
+    report = full.report()
+    assert "reduced chi-squared: start 7.52594 -> final 1.02825" in report
+    assert "mean[0]" in report and "divergences" in report
+
+
+@pytest.mark.parametrize("skip", ["fit", "solve", "uncertainty", "sample"])
+def test_each_stage_can_be_skipped(gauss, skip):
+    problem, _, start = gauss
+    stages = {"fit": {"steps": 20}, "solve": {"method": "bfgs", "projection": None}, "sample": SMALL_SAMPLE}
+    stages[skip] = False
+    analysis = fk.analyse(problem, start, progress=False, **stages)
+    assert getattr(analysis, {"uncertainty": "covariance", "sample": "posterior"}.get(skip, skip)) is None
+    others = {
+        "fit": analysis.fit,
+        "solve": analysis.solve,
+        "uncertainty": analysis.covariance,
+        "sample": analysis.posterior,
+    }
+    assert all(value is not None for name, value in others.items() if name != skip)
+    assert isinstance(analysis.report(), str)
+
+
+def test_warm_start_only_when_far_off(gauss):
+    problem, truth, start = gauss
+    near = fk.analyse(
+        problem,
+        start,
+        uncertainty=False,
+        sample=False,
+        solve={"method": "bfgs", "projection": None},
+        progress=False,
+    )
+    assert near.fit is None and "skipped: starting reduced chi-squared 7.53" in near.config["fit"]
+
+
+def test_save_writes_report_figures_results_and_csv(full, tmp_path):
+    folder = full.save(tmp_path / "out")
+    names = {p.name for p in folder.iterdir()}
+    expected = {
+        "report.txt",
+        "residuals.png",
+        "correlation.png",
+        "errorbars.png",
+        "corner.png",
+        "loss_warm_start.png",
+    }
+    assert (
+        expected
+        | {"loss_polish.png", "fit.npz", "solve.npz", "covariance.npz", "posterior.npz", "samples.csv"}
+        <= names
+    )
+    frame = pd.read_csv(folder / "samples.csv", comment="#", float_precision="round_trip")
+    np.testing.assert_array_equal(
+        frame[list(full.posterior.names)].to_numpy(),
+        full.posterior.to_dataframe()[list(full.posterior.names)].to_numpy(),
+    )
+    header = (folder / "samples.csv").read_text().splitlines()[:3]
+    assert (
+        header[0].startswith("# fitkit") and header[1].startswith("# config:") and "num_warmup" in header[2]
+    )
+    back = fk.FitResult.load(folder / "solve.npz")
+    assert back.loss == full.solve.loss
+
+
+def test_bad_stage_options(gauss):
+    problem, _, start = gauss
+    with pytest.raises(TypeError, match="sample="):
+        fk.analyse(problem, start, sample="yes")
+    with pytest.raises(TypeError, match="fk.Problem"):
+        fk.analyse(None, start)
+
+
+def test_demo_quick_runs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "fitkit.demo", "--quick", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "reduced chi-squared: start" in out.stdout
+    assert (tmp_path / "demo" / "corner.png").exists() and (tmp_path / "demo" / "report.txt").exists()
