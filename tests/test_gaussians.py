@@ -1,11 +1,7 @@
-import subprocess
-import sys
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import fitkit as fk
 from fitkit.examples import gaussians
 
 
@@ -23,10 +19,3 @@ def test_model_profiles_integrate_to_one():
     assert float(jnp.sum(model()) * dx) == pytest.approx(1.0, rel=1e-6)
     with pytest.raises(ValueError, match="same shape"):
         gaussians.Gaussians(mean=[0.0, 1.0], std=[1.0], power=[1.0])
-
-
-def test_demo_runs():
-    out = subprocess.run([sys.executable, "-m", "fitkit.demo"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert "final reduced chi-squared" in out.stdout
-    assert fk.__version__
