@@ -34,8 +34,8 @@ def fisher(problem, params):
 
 
 @pytest.fixture(scope="module")
-def tutorial():
-    return optics.make_problem(0, wf_npixels=64)
+def tutorial(optics64):
+    return optics64
 
 
 # ------------------------------------------------------------------ geometry

@@ -13,12 +13,11 @@ import optax
 import pytest
 
 import fitkit as fk
-from fitkit.examples.optics import make_problem
 
 
 @pytest.fixture(scope="module")
-def optics():
-    problem, truth, start = make_problem(0, wf_npixels=64)
+def optics(optics64):
+    problem, truth, start = optics64
     optimum = fk.solve(problem, truth, method="levenberg-marquardt", rtol=1e-10, atol=1e-10)
     assert optimum.converged, optimum.message
     return problem, start, float(problem.chi2r(optimum.params))
