@@ -18,7 +18,7 @@ from matplotlib.colors import CenteredNorm
 from . import tree
 from .results import FitResult
 
-__all__ = ["corner", "loss", "history", "residuals", "matrix", "errorbars"]
+__all__ = ["corner", "loss", "history", "residuals", "matrix", "errorbars", "show"]
 
 
 def _is_posterior(item) -> bool:
@@ -261,3 +261,24 @@ def _figure(ax, size):
         fig, ax = plt.subplots(figsize=size)
         return fig, ax
     return ax.figure, ax
+
+
+def show(fig, name: str) -> None:
+    """Display `fig`, or save it as `$FITKIT_FIGURES/<name>.png` when that variable is set.
+
+    Lets the same tutorial run as a notebook (figures inline), as a script and
+    in the test suite (figures written to a folder, nothing blocks).
+
+    Args:
+        fig: the matplotlib figure.
+        name: file stem used when saving.
+    """
+    import os
+    import pathlib
+
+    folder = os.environ.get("FITKIT_FIGURES")
+    if folder:
+        fig.savefig(pathlib.Path(folder) / f"{name}.png", dpi=90)
+        plt.close(fig)
+    else:
+        plt.show()

@@ -9,7 +9,6 @@
 
 # %%
 import os
-import pathlib
 import time
 
 import jax
@@ -22,16 +21,6 @@ import fitkit.plot
 
 fk.enable_x64()
 QUICK = os.environ.get("FITKIT_QUICK") == "1"
-FIGURES = os.environ.get("FITKIT_FIGURES")
-
-
-def show(fig, name):
-    """Save the figure when FITKIT_FIGURES is set, else show it."""
-    if FIGURES:
-        fig.savefig(pathlib.Path(FIGURES) / f"01_{name}.png", dpi=90)
-        plt.close(fig)
-    else:
-        plt.show()
 
 
 # %% [markdown]
@@ -51,7 +40,7 @@ ax.plot(model.xs, model(start), c="C1", label="Initial guess")
 ax.axhline(0, color="k", linestyle="--")
 ax.set(xlabel="x", ylabel="f(x)", title="Data, true values, initial guess")
 ax.legend()
-show(fig, "data")
+fk.plot.show(fig, "01_data")
 
 # %% [markdown]
 # ## The tutorial's optimisers
@@ -76,8 +65,8 @@ print(f"compile {result.compile_time:.2f} s, then {result.steps / result.wall_ti
 # with `history_every=k`, or drop them with `history=False`).
 
 # %%
-show(fitkit.plot.loss(result), "loss")
-show(fitkit.plot.history(result), "history")
+fk.plot.show(fitkit.plot.loss(result), "01_loss")
+fk.plot.show(fitkit.plot.history(result), "01_history")
 print(result.to_dataframe().tail(3).to_string())
 
 # %% [markdown]
@@ -124,7 +113,7 @@ ax.plot(model.xs, model(adam.params), c="C1", label="Final (adam)")
 ax.axhline(0, color="k", linestyle="--")
 ax.set(xlabel="x", ylabel="f(x)", title="Data, initial and final model")
 ax.legend()
-show(fig, "final")
+fk.plot.show(fig, "01_final")
 
 # %% [markdown]
 # ## Why fused

@@ -11,7 +11,6 @@
 
 # %%
 import os
-import pathlib
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,16 +19,6 @@ import fitkit as fk
 
 fk.enable_x64()
 QUICK = os.environ.get("FITKIT_QUICK") == "1"
-FIGURES = os.environ.get("FITKIT_FIGURES")
-
-
-def show(fig, name):
-    """Save the figure when FITKIT_FIGURES is set, else show it."""
-    if FIGURES:
-        fig.savefig(pathlib.Path(FIGURES) / f"02_{name}.png", dpi=90)
-        plt.close(fig)
-    else:
-        plt.show()
 
 
 # %% [markdown]
@@ -118,7 +107,7 @@ for name, res in results.items():
     )
 ax.set(xlabel="step", ylabel="loss - best loss", title="Convergence of each method", xscale="log")
 ax.legend(fontsize=8)
-show(fig, "convergence")
+fk.plot.show(fig, "02_convergence")
 
 # %%
 fig, ax = plt.subplots(figsize=(9, 4))
@@ -129,7 +118,7 @@ ax.plot(model.xs, model(bfgs.params), c="C1", label="BFGS")
 ax.axhline(0, color="k", linestyle="--")
 ax.set(xlabel="x", ylabel="f(x)", title="Second-order fit")
 ax.legend()
-show(fig, "fit")
+fk.plot.show(fig, "02_fit")
 
 # %% [markdown]
 # The history is a table too: `bfgs.to_dataframe()` has one row per step with

@@ -20,7 +20,6 @@
 
 # %%
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -33,16 +32,6 @@ import fitkit.plot
 
 fk.enable_x64()
 QUICK = os.environ.get("FITKIT_QUICK") == "1"
-FIGURES = os.environ.get("FITKIT_FIGURES")
-
-
-def show(fig, name):
-    """Save the figure when FITKIT_FIGURES is set, else show it."""
-    if FIGURES:
-        fig.savefig(pathlib.Path(FIGURES) / f"03_{name}.png", dpi=90)
-        plt.close(fig)
-    else:
-        plt.show()
 
 
 # %% [markdown]
@@ -86,11 +75,11 @@ print(cov.to_dataframe().assign(fisher_std=np.asarray(cov_fisher.flat_std)))
 print("std, shaped like the params:", jax.tree.map(lambda s: np.round(np.asarray(s), 4), cov.std))
 
 fig = fk.plot.matrix(H, names, title="Hessian of the nll")
-show(fig, "hessian")
+fk.plot.show(fig, "03_hessian")
 fig = fk.plot.matrix(cov, title="Covariance (inverse Hessian)")
-show(fig, "covariance")
+fk.plot.show(fig, "03_covariance")
 fig = fk.plot.matrix(cov.correlation, names, title="Correlation")
-show(fig, "correlation")
+fk.plot.show(fig, "03_correlation")
 
 # %% [markdown]
 # ## Error bars at 5 sigma
@@ -103,7 +92,7 @@ for label, value, error in zip(labels, values, errors):
     print(f"{label:10s} {value: .4f} +- {error:.4f} (5 sigma)")
 fig = fk.plot.errorbars(cov, sigma=5, truth=truth)
 fig.axes[0].set_title("Parameter estimates with +-5 sigma error bars")
-show(fig, "errorbars")
+fk.plot.show(fig, "03_errorbars")
 
 # %% [markdown]
 # ## The model with its predictive band
@@ -137,7 +126,7 @@ bottom.plot(model.xs, mc_std, c="k", ls=":", label="Laplace draws")
 bottom.set(xlabel="x", ylabel="1 sigma of f(x)")
 bottom.legend()
 fig.tight_layout()
-show(fig, "band")
+fk.plot.show(fig, "03_band")
 
 # %% [markdown]
 # ## Honest failure

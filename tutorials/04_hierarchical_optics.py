@@ -23,7 +23,6 @@
 
 # %%
 import os
-import pathlib
 import warnings
 
 import matplotlib.pyplot as plt
@@ -35,20 +34,10 @@ import fitkit.plot
 
 fk.enable_x64()
 QUICK = os.environ.get("FITKIT_QUICK") == "1"
-FIGURES = os.environ.get("FITKIT_FIGURES")
 # The tutorial's sizes; FITKIT_QUICK=1 (the test suite) uses a coarser pupil,
 # fewer frames and fewer steps.
 NPIX, FRAMES = (64, 100) if QUICK else (256, 1000)
 SGD_STEPS, NGD_STEPS, LBFGS_STEPS = (50, 60, 128) if QUICK else (200, 100, 512)
-
-
-def show(fig, name):
-    """Save the figure when FITKIT_FIGURES is set, else show it."""
-    if FIGURES:
-        fig.savefig(pathlib.Path(FIGURES) / f"04_{name}.png", dpi=90)
-        plt.close(fig)
-    else:
-        plt.show()
 
 
 # %% [markdown]
@@ -79,7 +68,7 @@ for ax, obs in zip(axes, problem.observations):
     ax.set_title(f"{obs.filter} filter")
     fig.colorbar(image, ax=ax)
 fig.tight_layout()
-show(fig, "data")
+fk.plot.show(fig, "04_data")
 
 # %% [markdown]
 # For reference, the optimum: with a normal likelihood the loss is a sum of
@@ -121,9 +110,9 @@ sgd = fk.fit(problem, start, tutorial_rates, steps=SGD_STEPS)
 report("plain SGD", sgd)
 
 # %%
-show(fk.plot.loss(sgd), "sgd_loss")
-show(fk.plot.history(sgd), "sgd_history")
-show(fk.plot.residuals(problem, sgd.params), "sgd_zscores")
+fk.plot.show(fk.plot.loss(sgd), "04_sgd_loss")
+fk.plot.show(fk.plot.history(sgd), "04_sgd_history")
+fk.plot.show(fk.plot.residuals(problem, sgd.params), "04_sgd_zscores")
 
 # %% [markdown]
 # As in the tutorial the fit is far from done: at full size the green and
@@ -142,9 +131,12 @@ show(fk.plot.residuals(problem, sgd.params), "sgd_zscores")
 # %%
 F = fk.fisher(problem, start)
 names = fk.tree.names(start)
-show(fk.plot.matrix(F, names=names, title="log10 |Fisher information| at the start", kind="log"), "fisher")
-show(
-    fk.plot.matrix(np.linalg.inv(F), names=names, title="log10 |covariance| = F^-1", kind="log"), "covariance"
+fk.plot.show(
+    fk.plot.matrix(F, names=names, title="log10 |Fisher information| at the start", kind="log"), "04_fisher"
+)
+fk.plot.show(
+    fk.plot.matrix(np.linalg.inv(F), names=names, title="log10 |covariance| = F^-1", kind="log"),
+    "04_covariance",
 )
 
 # %% [markdown]
@@ -158,9 +150,9 @@ ngd = fk.fit(problem, start, optax.sgd(0.2, momentum=0.5), steps=NGD_STEPS, prec
 report("natural gradient", ngd)
 
 # %%
-show(fk.plot.loss(ngd), "ngd_loss")
-show(fk.plot.history(ngd), "ngd_history")
-show(fk.plot.residuals(problem, ngd.params), "ngd_zscores")
+fk.plot.show(fk.plot.loss(ngd), "04_ngd_loss")
+fk.plot.show(fk.plot.history(ngd), "04_ngd_history")
+fk.plot.show(fk.plot.residuals(problem, ngd.params), "04_ngd_zscores")
 
 # %% [markdown]
 # All params now converge together and the z-score maps are noise. The
@@ -197,7 +189,7 @@ with warnings.catch_warnings():
     raw = fk.solve(problem, start, method="lbfgs", rtol=1e-6, atol=1e-6, max_steps=LBFGS_STEPS)
 print(raw.message)
 report("L-BFGS, raw params", raw)
-show(fk.plot.residuals(problem, raw.params), "lbfgs_raw_zscores")
+fk.plot.show(fk.plot.residuals(problem, raw.params), "04_lbfgs_raw_zscores")
 
 # %% [markdown]
 # `fk.Projection.from_fisher(F, center)` is the tutorial's eigen-projection:
@@ -214,7 +206,7 @@ print(f"{proj.dim} latent directions; latent Fisher = P^T F P is the identity to
 projected = fk.solve(problem, start, method="lbfgs", rtol=1e-6, atol=1e-6, max_steps=256, projection=proj)
 print(projected.message)
 report("L-BFGS, whitened space", projected)
-show(fk.plot.residuals(problem, projected.params), "lbfgs_projected_zscores")
+fk.plot.show(fk.plot.residuals(problem, projected.params), "04_lbfgs_projected_zscores")
 
 # %% [markdown]
 # ## Side by side
@@ -240,7 +232,7 @@ ax.set(
     title="Convergence from the tutorial's start",
 )
 ax.legend(fontsize=8)
-show(fig, "convergence")
+fk.plot.show(fig, "04_convergence")
 
 print(f"{'recipe':>28} {'chi2r':>12} {'steps':>6} {'evaluations':>22} {'wall (s)':>9}")
 for name, res in results.items():
