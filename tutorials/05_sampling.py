@@ -32,7 +32,6 @@ import os
 import pathlib
 import tempfile
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import fitkit as fk
@@ -41,16 +40,6 @@ from fitkit.examples.optics import make_problem
 
 fk.enable_x64()
 QUICK = os.environ.get("FITKIT_QUICK") == "1"
-FIGURES = os.environ.get("FITKIT_FIGURES")
-
-
-def show(fig, name):
-    """Save the figure when FITKIT_FIGURES is set, else show it."""
-    if FIGURES:
-        fig.savefig(pathlib.Path(FIGURES) / f"05_{name}.png", dpi=80)
-        plt.close(fig)
-    else:
-        plt.show()
 
 
 # %% [markdown]
@@ -77,9 +66,9 @@ cov = fk.covariance(problem, fit)
 print(cov)
 names = list(cov.names)
 H = fk.hessian(problem.nll, fit.params)
-show(fk.plot.matrix(H, names, title="log10 |Hessian of the nll|", kind="log"), "hessian")
-show(fk.plot.matrix(cov, title="log10 |covariance|", kind="log"), "covariance")
-show(fk.plot.matrix(cov.correlation, names, title="Correlation"), "correlation")
+fk.plot.show(fk.plot.matrix(H, names, title="log10 |Hessian of the nll|", kind="log"), "05_hessian")
+fk.plot.show(fk.plot.matrix(cov, title="log10 |covariance|", kind="log"), "05_covariance")
+fk.plot.show(fk.plot.matrix(cov.correlation, names, title="Correlation"), "05_correlation")
 
 # %% [markdown]
 # ## Sampling
@@ -174,10 +163,10 @@ print("posterior std / Hessian std:", np.round(ratio, 3))
 labels = ["NUTS posterior", "Hessian covariance"]
 draws = 20_000 if QUICK else 200_000
 fig = fk.plot.corner([post, cov], truth=truth, labels=labels, covariance_draws=draws)
-show(fig, "corner")
+fk.plot.show(fig, "05_corner")
 wfe = [name for name in names if name.startswith("wfe")]
 fig = fk.plot.corner([post, cov], truth=truth, labels=labels, columns=wfe, covariance_draws=draws)
-show(fig, "corner_wfe")
+fk.plot.show(fig, "05_corner_wfe")
 
 # %% [markdown]
 # ## Keeping the draws
