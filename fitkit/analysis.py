@@ -42,6 +42,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "uncertainty": {"method": "hessian"},
     "sample": {"num_warmup": 200, "num_samples": 1000, "num_chains": 2},
 }
+SMALL = 64  # up to this many params the Hessian is one block: no memory planning (saves compiles)
 FAR = 10.0  # warm-start with the first-order stage when the starting chi2r exceeds this
 
 
@@ -153,8 +154,13 @@ class Analysis(eqx.Module):
             lines += ["", "warnings:"] + [f"  - {note}" for note in self.notes]
         return "\n".join(lines)
 
-    def figures(self) -> dict[str, Any]:
-        """The standard figures, by file stem: loss curves, residual maps, covariance, corner, error bars."""
+    def figures(self, corner: list[str] | None = None) -> dict[str, Any]:
+        """The standard figures, by file stem: loss curves, residual maps, covariance, corner, error bars.
+
+        Args:
+            corner: paths whose params the corner plot shows (e.g. `["wfe"]`);
+                default all. A corner of many params takes a while to draw.
+        """
         figures = {}
         for label, stage in (("loss_warm_start", self.fit), ("loss_polish", self.solve)):
             if stage is not None and len(stage.history.get("loss", [])):
@@ -170,13 +176,18 @@ class Analysis(eqx.Module):
         items = [x for x in (self.posterior, self.covariance) if x is not None]
         if items:
             labels = ["posterior" if x is self.posterior else "covariance" for x in items]
-            figures["corner"] = plot.corner(items, truth=self.truth, labels=labels)
+            names = tree.names(self.params)
+            columns = None
+            if corner is not None:
+                prefixes = tuple(corner)
+                columns = [n for n in names if n.startswith(prefixes)]
+            figures["corner"] = plot.corner(items, truth=self.truth, labels=labels, columns=columns)
         return figures
 
-    def save(self, folder: str | os.PathLike) -> pathlib.Path:
+    def save(self, folder: str | os.PathLike, corner: list[str] | None = None) -> pathlib.Path:
         """Write the report, every figure (PNG), the results (`.npz`) and the samples (CSV).
 
-        The CSV starts with `#` comment lines recording the fitkit version and
+        `corner` selects the corner plot's params (see `figures`). The CSV starts with `#` comment lines recording the fitkit version and
         each stage's configuration (like CmdStan's output files); read it back
         bit for bit with `pandas.read_csv(path, comment="#", float_precision="round_trip")`.
 
@@ -190,7 +201,7 @@ class Analysis(eqx.Module):
         folder = pathlib.Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "report.txt").write_text(self.report() + "\n")
-        for name, figure in self.figures().items():
+        for name, figure in self.figures(corner).items():
             figure.savefig(folder / f"{name}.png", dpi=60 if name == "corner" else 90, bbox_inches="tight")
             plt.close(figure)
         for name, stage in (("fit", self.fit), ("solve", self.solve)):
@@ -298,6 +309,8 @@ def analyse(
     cov = None
     if options["uncertainty"] is not None:
         t0 = time.perf_counter()
+        if "batch_size" not in options["uncertainty"] and tree.size(current) <= SMALL:
+            options["uncertainty"]["batch_size"] = tree.size(current)
         try:
             cov = covariance(problem, current, **options["uncertainty"])
         except CurvatureError as err:

@@ -39,7 +39,7 @@ def corner(
     names: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
     labels: Sequence[str] | None = None,
-    covariance_draws: int = 200_000,
+    covariance_draws: int = 50_000,
     seed: int = 0,
 ):
     """A chainconsumer corner plot of any mix of posteriors, covariances and fits.

@@ -54,3 +54,14 @@ def test_projection_errors(ill_conditioned):
         fk.solve(problem, start, projection="newton")
     with pytest.raises(ValueError, match="projection has 2 params but params have 6"):
         fk.solve(problem, start, projection=fk.Projection.from_fisher(np.eye(2), {"y": jnp.zeros(2)}))
+
+
+def test_solve_started_at_its_minimum_stops_as_converged():
+    # optimistix only tests convergence on accepted steps; at a minimum to machine
+    # precision every trial is rejected, which must end the solve, not run to max_steps.
+    problem, _, start = fk.examples.gaussians.make_problem()
+    first = fk.solve(problem, start, method="lbfgs")
+    again = fk.solve(problem, first, method="lbfgs", max_steps=500)
+    assert again.converged and again.steps <= 70
+    assert "found no lower loss" in again.message or "Converged after" in again.message
+    assert again.loss <= first.loss

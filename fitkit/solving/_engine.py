@@ -21,7 +21,7 @@ from ..projection import resolve_projection
 from ..results import FitResult, start_params
 from . import _log
 from ._compile import compiled
-from ._messages import CONVERGED, ConvergenceError, ConvergenceWarning, outcome, stop_message
+from ._messages import CONVERGED, STALLED, ConvergenceError, ConvergenceWarning, outcome, stop_message
 from ._methods import resolve
 from ._observe import (
     Observation,
@@ -36,7 +36,12 @@ from ._observe import (
 __all__ = ["solve"]
 
 _COLUMNS = ("loss", "grad_norm", "dx_norm", "step_size", "accepted")
-_COUNTERS = ("steps", "terminate", "result", "accepted", "extra_evals")
+_COUNTERS = ("steps", "terminate", "result", "accepted", "extra_evals", "stalled")
+# optimistix tests convergence on accepted steps only: at a minimum to machine
+# precision no trial is accepted again and the solve would run to max_steps.
+# This many rejected trials in a row (a backtracking search has then shrunk the
+# step by 2**-60, far below float64 precision) end it as converged ("stalled").
+STALL = 60
 
 
 class _Carry(eqx.Module):
@@ -50,6 +55,7 @@ class _Carry(eqx.Module):
     accepted: Int[Array, ""]
     last_step_size: Float[Array, ""]
     extra_evals: Int[Array, ""]
+    since_accepted: Int[Array, ""]
     history: Float[Array, "max_steps columns"]
 
 
@@ -83,9 +89,11 @@ def _run(problem, solver, start, latent, *, objective, max_steps, log_every, rep
         nan = jnp.asarray(jnp.nan, dtype)
         return Observation(jnp.asarray(value, dtype), nan, nan, jnp.asarray(-1, jnp.int32))
 
+    stall = STALL if not isinstance(inner_solver(solver), optx.NelderMead) else max_steps + 1
+
     def cond(carry: _Carry):
         running = jnp.invert(carry.terminate) & (carry.result == optx.RESULTS.successful)
-        return running & (carry.step < max_steps)
+        return running & (carry.step < max_steps) & (carry.since_accepted < stall)
 
     def body(carry: _Carry) -> _Carry:
         state = eqx.combine(carry.state, static_state)
@@ -128,6 +136,7 @@ def _run(problem, solver, start, latent, *, objective, max_steps, log_every, rep
             accepted=accepted,
             last_step_size=seen.step_size,
             extra_evals=extra_evals,
+            since_accepted=jnp.where(is_accepted, 0, carry.since_accepted + 1),
             history=carry.history.at[step - 1].set(row),
         )
 
@@ -143,6 +152,7 @@ def _run(problem, solver, start, latent, *, objective, max_steps, log_every, rep
         accepted=jnp.asarray(0, jnp.int32),
         last_step_size=nan,
         extra_evals=jnp.asarray(0),
+        since_accepted=jnp.asarray(0),
         history=jnp.full((max_steps, len(_COLUMNS)), jnp.nan, dtype),
     )
     carry = jax.lax.while_loop(cond, body, carry)
@@ -151,7 +161,8 @@ def _run(problem, solver, start, latent, *, objective, max_steps, log_every, rep
     # Use the best point only if one was seen (the loss was finite somewhere).
     best_y = jnp.where(jnp.isfinite(carry.best_loss), carry.best_y, carry.y)
     best_params, final_params = to_params(best_y), to_params(carry.y)
-    counters = (carry.step, carry.terminate, carry.result._value, carry.accepted, carry.extra_evals)
+    stalled = jnp.invert(carry.terminate) & (carry.since_accepted >= stall)
+    counters = (carry.step, carry.terminate, carry.result._value, carry.accepted, carry.extra_evals, stalled)
     counters = jnp.stack([jnp.asarray(c, jnp.int32) for c in (*counters, *evals.values())])
     losses = jnp.stack([problem.loss(best_params), problem.loss(final_params)])
     # One packed float64/32 vector for the host (each fetched array costs a
@@ -353,8 +364,8 @@ def _solve_latent(
         counters = {k: int(v) for k, v in zip(names, packed[2 : 2 + len(names)])}
         table = packed[2 + len(names) :].reshape(max_steps, len(_COLUMNS))
         steps = counters["steps"]
-        kind = outcome(counters["result"], bool(counters["terminate"]))
-        message = stop_message(kind, solver, steps, max_steps, None, None)
+        kind = outcome(counters["result"], bool(counters["terminate"]), bool(counters["stalled"]))
+        message = stop_message(kind, solver, steps, max_steps, None, None, stall=STALL)
         reporter.finish(message)
     history = {"step": np.arange(1, steps + 1)}
     history.update({k: table[:steps, i] for i, k in enumerate(_COLUMNS)})
@@ -376,7 +387,7 @@ def _solve_latent(
         params=params["best" if best_so_far else "final"],
         loss=float(losses[0 if best_so_far else 1]),
         steps=steps,
-        converged=kind == CONVERGED,
+        converged=kind in (CONVERGED, STALLED),
         message=message,
         history=history,
         wall_time=wall_time,
@@ -384,7 +395,7 @@ def _solve_latent(
         method=f"solve:{name}",
         stats=stats,
     )
-    if kind != CONVERGED:
+    if kind not in (CONVERGED, STALLED):
         if throw:
             raise ConvergenceError(message, result)
         warnings.warn(message, ConvergenceWarning, stacklevel=3)

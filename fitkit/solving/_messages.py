@@ -6,6 +6,7 @@ import optimistix as optx
 
 __all__ = [
     "CONVERGED",
+    "STALLED",
     "MAX_STEPS",
     "ConvergenceError",
     "ConvergenceWarning",
@@ -14,6 +15,7 @@ __all__ = [
 ]
 
 CONVERGED = "converged"
+STALLED = "stalled"
 MAX_STEPS = "max_steps"
 
 # optimistix/lineax RESULTS names, by how a user should read them.
@@ -49,9 +51,11 @@ class ConvergenceError(RuntimeError):
         self.result = result
 
 
-def outcome(code: int, terminated: bool) -> str:
-    """Name the stop: `CONVERGED`, `MAX_STEPS`, or an optimistix/lineax failure name."""
+def outcome(code: int, terminated: bool, stalled: bool = False) -> str:
+    """Name the stop: `CONVERGED`, `STALLED`, `MAX_STEPS`, or an optimistix/lineax failure name."""
     if code == int(optx.RESULTS.successful._value):
+        if stalled:
+            return STALLED
         return CONVERGED if terminated else MAX_STEPS
     for name in _FAILURES:
         item = getattr(optx.RESULTS, name, None)
@@ -82,7 +86,7 @@ def _criterion(solver) -> str:
     return f"the convergence test of {type(base).__name__} passed"
 
 
-def stop_message(kind: str, solver, steps: int, max_steps: int, rtol, atol) -> str:
+def stop_message(kind: str, solver, steps: int, max_steps: int, rtol, atol, stall: int = 20) -> str:
     """The final line of the log and `FitResult.message`.
 
     Args:
@@ -97,6 +101,11 @@ def stop_message(kind: str, solver, steps: int, max_steps: int, rtol, atol) -> s
     tolerances = f"rtol={rtol:g}, atol={atol:g}" if rtol is not None and atol is not None else ""
     if kind == CONVERGED:
         return f"Converged after {steps} steps: {_criterion(solver)} ({tolerances})."
+    if kind == STALLED:
+        return (
+            f"Converged after {steps} steps: the last {stall} trial steps found no lower loss, so the "
+            "loss cannot be reduced further at this precision (check history['grad_norm'] is small)."
+        )
     if kind == MAX_STEPS:
         return (
             f"Not converged: reached max_steps={max_steps} before {_criterion(solver)} ({tolerances}). "
