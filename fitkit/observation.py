@@ -42,7 +42,19 @@ def _is_concrete(*arrays) -> bool:
 
 
 def valid_mask(data, error=None) -> Bool[Array, "..."]:
-    """True where `data` is finite and `error` (if given) is finite and positive."""
+    """True where `data` is finite and `error` (if given) is finite and positive.
+
+    Args:
+        data: the data array.
+        error: optional errors, shaped like `data` (or broadcastable).
+
+    Returns:
+        A boolean array shaped like `data`, for `Observation(mask=...)`.
+
+    Example:
+        >>> fk.valid_mask(jnp.array([1.0, jnp.nan]), jnp.array([1.0, 1.0]))
+        Array([ True, False], dtype=bool)
+    """
     ok = jnp.isfinite(data)
     if error is not None:
         ok = ok & jnp.isfinite(error) & (error > 0)

@@ -130,7 +130,22 @@ def corner(
 
 
 def loss(result: FitResult, log: bool = True, ax=None):
-    """The loss per step of a `FitResult` (log scale by default)."""
+    """The loss per step of a `FitResult` (log scale by default).
+
+    Args:
+        result: a `FitResult` (from `fk.fit` or `fk.solve`).
+        log: log-scale the loss axis.
+        ax: an existing matplotlib axis to draw on (default: a new figure).
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        KeyError: the result has no loss history.
+
+    Example:
+        >>> fig = fk.plot.loss(fk.fit(prob, params, optax.adam(1e-2), steps=200))
+    """
     fig, ax = _figure(ax, (7, 4))
     steps = np.asarray(result.history.get("step", np.arange(len(result.history["loss"]))))
     ax.plot(steps, np.asarray(result.history["loss"]))
@@ -147,8 +162,14 @@ def history(result: FitResult, paths: Sequence[str] | None = None):
         result: a `FitResult` whose history kept the params (`history=True`).
         paths: top-level (or any) paths to show; default: every top-level key.
 
+    Returns:
+        The matplotlib figure, one panel per path.
+
     Raises:
         ValueError: the result holds no params history.
+
+    Example:
+        >>> fig = fk.plot.history(res, paths=["position", "wfe"])
     """
     tracked = result.history.get("params")
     if tracked is None:
@@ -176,6 +197,20 @@ def residuals(problem, params, titles: Sequence[str] | None = None):
     """Z-score maps (data - model) / error of every observation, centred diverging colours.
 
     1-D observations are drawn as curves, 2-D ones as images; masked points are grey.
+
+    Args:
+        problem: the `fk.Problem`.
+        params: the params to evaluate the residuals at.
+        titles: panel titles (default: each observation's `describe()`).
+
+    Returns:
+        The matplotlib figure, one panel per observation.
+
+    Raises:
+        ParamsError: the params do not fit the problem.
+
+    Example:
+        >>> fig = fk.plot.residuals(prob, res.params)
     """
     maps = [np.asarray(z) for z in problem.z_scores(params)]
     fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 4), squeeze=False)
@@ -203,6 +238,15 @@ def matrix(values, names: Sequence[str] | None = None, title: str = "", kind: st
         names: tick labels (default: the covariance's names when available).
         title: the title.
         kind: `"centred"` (diverging colours centred on 0) or `"log"` (log10 of |values|).
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        ValueError: an unknown `kind`.
+
+    Example:
+        >>> fig = fk.plot.matrix(cov.correlation, names=cov.names, title="correlation")
     """
     if hasattr(values, "matrix"):
         names = names if names is not None else list(getattr(values, "names", []) or [])
@@ -233,6 +277,15 @@ def errorbars(covariance, sigma: float = 1.0, truth: Any = None, relative: bool 
         sigma: how many standard deviations each bar spans.
         truth: optional params pytree drawn as crosses.
         relative: plot `(value - truth) / std` instead of values (needs `truth`).
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        ValueError: `relative=True` without `truth`.
+
+    Example:
+        >>> fig = fk.plot.errorbars(fk.covariance(prob, res), sigma=5)
     """
     names = list(covariance.names)
     values = _flat_values(covariance.mean)
@@ -272,6 +325,12 @@ def show(fig, name: str) -> None:
     Args:
         fig: the matplotlib figure.
         name: file stem used when saving.
+
+    Returns:
+        None. Nothing is raised; an unset or empty `FITKIT_FIGURES` means "show".
+
+    Example:
+        >>> fk.plot.show(fk.plot.loss(res), "loss")
     """
     import os
     import pathlib
