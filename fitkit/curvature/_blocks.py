@@ -27,6 +27,7 @@ __all__ = [
     "resolve_devices",
     "plan_batch_size",
     "one_hot",
+    "linear_blocks",
     "map_blocks",
     "sum_blocks",
 ]
@@ -90,6 +91,23 @@ def resolve_devices(devices: Sequence[jax.Device] | None) -> tuple[jax.Device, .
 def one_hot(idx: Int[Array, " b"], n: int, dtype) -> Float[Array, "b n"]:
     """Rows of the identity picked by `idx`; an index `>= n` (padding) gives a zero row."""
     return jax.nn.one_hot(idx, n, dtype=dtype)
+
+
+def linear_blocks(g: Callable, n: int) -> Callable[[int], Callable]:
+    """`make(b)`: the function applying the linearisation of `g` at `x` to `b` unit vectors.
+
+    With `g = f` the rows are Jacobian columns (JVPs); with `g = grad(f)` they are
+    Hessian rows (HVPs). `plan_batch_size` compiles it to measure one block's memory.
+    """
+
+    def make(b: int):
+        def block(x):
+            _, linear = jax.linearize(g, x)
+            return jax.vmap(linear)(one_hot(jnp.arange(b), n, x.dtype))
+
+        return block
+
+    return make
 
 
 def _block_bytes(make_block: Callable[[int], Callable], b: int, abstract: Any) -> int | None:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._config import warn_if_float32
-from ._blocks import check_batch_size, map_blocks, one_hot, plan_batch_size
+from ._blocks import check_batch_size, linear_blocks, map_blocks, one_hot, plan_batch_size
 from ._flat import flatten
 
 __all__ = ["hessian"]
@@ -19,19 +19,6 @@ __all__ = ["hessian"]
 
 def _scalar(f_flat: Callable) -> Callable:
     return lambda z: f_flat(z)[0]
-
-
-def _hvp_block(f_flat: Callable, n: int) -> Callable[[int], Callable]:
-    """`make(b)`: the function computing rows of H for `b` one-hot vectors, linearisation included."""
-
-    def make(b: int):
-        def block(x):
-            _, hvp = jax.linearize(jax.grad(_scalar(f_flat)), x)
-            return jax.vmap(hvp)(one_hot(jnp.arange(b), n, x.dtype))
-
-        return block
-
-    return make
 
 
 @eqx.filter_jit
@@ -102,5 +89,7 @@ def hessian(
     if batch_size is None:
         # The map output and its symmetrised copy live beside the block.
         fixed = 2 * n * n * x.dtype.itemsize
-        batch_size = plan_batch_size(_hvp_block(f_flat, n), x, n, max_memory, fixed, devices)
+        batch_size = plan_batch_size(
+            linear_blocks(jax.grad(_scalar(f_flat)), n), x, n, max_memory, fixed, devices
+        )
     return _hessian(f, params, batch_size, checkpoint, tuple(devices) if devices is not None else None)

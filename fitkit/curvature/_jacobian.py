@@ -10,23 +10,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._blocks import check_batch_size, map_blocks, one_hot, plan_batch_size
+from ._blocks import check_batch_size, linear_blocks, map_blocks, one_hot, plan_batch_size
 from ._flat import flatten
 
 __all__ = ["jacobian"]
-
-
-def _jvp_block(f_flat: Callable, n: int) -> Callable[[int], Callable]:
-    """`make(b)`: the function computing `b` Jacobian columns, linearisation included."""
-
-    def make(b: int):
-        def block(x):
-            _, jvp = jax.linearize(f_flat, x)
-            return jax.vmap(jvp)(one_hot(jnp.arange(b), n, x.dtype))
-
-        return block
-
-    return make
 
 
 @eqx.filter_jit
@@ -84,5 +71,5 @@ def jacobian(
     batch_size = check_batch_size(batch_size, n)
     if batch_size is None:
         fixed = 2 * out.size * n * x.dtype.itemsize  # the columns and their transpose
-        batch_size = plan_batch_size(_jvp_block(f_flat, n), x, n, max_memory, fixed, devices)
+        batch_size = plan_batch_size(linear_blocks(f_flat, n), x, n, max_memory, fixed, devices)
     return _jacobian(f, params, batch_size, checkpoint, tuple(devices) if devices is not None else None)
