@@ -16,6 +16,7 @@ import optax
 from jaxtyping import Array, Bool, Int, PyTree
 
 from .. import tree
+from .._checks import whole
 from ..problem import Problem
 from ..projection import resolve_projection
 from ..results import FitResult, start_params
@@ -49,12 +50,6 @@ def _tree_where(condition, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
 
 
-def _whole(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
-    return int(value)
-
-
 def _max_steps(steps: int | None, stopper: Stopper) -> int:
     if steps is None and stopper.max_steps is None:
         raise ValueError("give the number of steps: fit(..., steps=500) or Stopper(max_steps=500)")
@@ -62,7 +57,7 @@ def _max_steps(steps: int | None, stopper: Stopper) -> int:
         raise ValueError(
             f"steps={steps} and Stopper(max_steps={stopper.max_steps}) disagree; give only one of them"
         )
-    return _whole(steps if steps is not None else stopper.max_steps, "steps")
+    return whole(steps if steps is not None else stopper.max_steps, "steps")
 
 
 def _observation_counts(problem: Problem) -> np.ndarray:
@@ -247,7 +242,7 @@ def _fit(
     max_steps = _max_steps(steps, stopper)
     if nan not in NAN_POLICIES:
         raise ValueError(f"nan={nan!r} is not a policy; choose one of {NAN_POLICIES}")
-    history_every = _whole(history_every, "history_every")
+    history_every = whole(history_every, "history_every")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be a function callback(step, loss, params)")
     params = start_params(params)
@@ -269,7 +264,7 @@ def _fit(
         batches = EpochBatches(len(problem.observations), batch_size, key)
     if chunk_size is None:
         chunk_size = math.ceil(max_steps / 50) if (progress or callback) else max_steps
-    chunk_size = _whole(chunk_size, "chunk_size")
+    chunk_size = whole(chunk_size, "chunk_size")
     groups = math.ceil(min(chunk_size, max_steps) / history_every)
     chunk_size = groups * history_every
     n_chunks = math.ceil(max_steps / chunk_size)

@@ -12,6 +12,7 @@ import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
 from .. import tree
+from .._checks import whole
 from ..problem import Problem
 from ..projection import Projection, resolve_projection
 from ..results import start_params
@@ -21,12 +22,6 @@ __all__ = ["sample", "CHAIN_METHODS"]
 
 CHAIN_METHODS = ("vectorized", "parallel", "sequential")
 _FIELDS = ("num_steps", "diverging", "accept_prob", "adapt_state.step_size")
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def sample(
@@ -96,10 +91,10 @@ def sample(
     """
     params = start_params(params)
     problem.check(params)
-    num_warmup = _check_count("num_warmup", num_warmup, 0)
-    num_samples = _check_count("num_samples", num_samples, 1)
-    num_chains = _check_count("num_chains", num_chains, 1)
-    _check_count("max_tree_depth", max_tree_depth, 1)
+    num_warmup = whole(num_warmup, "num_warmup", 0)
+    num_samples = whole(num_samples, "num_samples", 1)
+    num_chains = whole(num_chains, "num_chains", 1)
+    whole(max_tree_depth, "max_tree_depth", 1)
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"unknown chain_method {chain_method!r}; choose one of {CHAIN_METHODS}")
     if not 0 < target_accept < 1:

@@ -16,6 +16,7 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from .. import tree
+from .._checks import whole
 from ..problem import Problem
 from ..projection import resolve_projection
 from ..results import FitResult, start_params
@@ -179,12 +180,6 @@ def _positive(value, name: str) -> float:
     return float(value)
 
 
-def _whole(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
-    return int(value)
-
-
 def solve(
     problem: Problem,
     params: Any,
@@ -294,8 +289,8 @@ def solve(
     params = start_params(params)
     problem.check(params)
     rtol, atol = _positive(rtol, "rtol"), _positive(atol, "atol")
-    max_steps = _whole(max_steps, "max_steps")
-    log_every = _whole(log_every, "log_every")
+    max_steps = whole(max_steps, "max_steps")
+    log_every = whole(log_every, "log_every")
     solver, name, least_squares = resolve(method, rtol, atol, solver_options)
     objective = "residuals" if least_squares else ("nll" if problem.priors else "loss")
     if least_squares and problem.priors:
