@@ -2,6 +2,7 @@
 
 from . import examples, plot, stats, tree
 from ._config import enable_x64, info
+from ._flags import FLAGS
 from .analysis import Analysis, analyse
 from .curvature import Covariance, CurvatureError, covariance, fisher, hessian, jacobian
 from .fitting import Stopper, delay, fit, natural_gradient
@@ -32,6 +33,7 @@ __all__ = [
     "ParamsError",
     "PathError",
     "FitResult",
+    "FLAGS",
     "jacobian",
     "hessian",
     "fisher",

@@ -42,6 +42,16 @@ class FitResult(eqx.Module):
         compile_time: seconds spent tracing and compiling.
         method: the engine and algorithm, e.g. `"fit:optax"` or `"solve:bfgs"`.
         stats: counters such as `{"loss_evals": 27, "grad_evals": 27}`.
+        valid: the verdict: True only when the engine stopped normally, no call
+            limit was hit, every value is finite, the curvature at `params` is
+            positive definite and `edm` is below the tolerance the engine states
+            (`max_edm`). Trust a result only when it is valid.
+        edm: the estimated distance to the minimum, `0.5 g^T C g` in units of
+            the problem's negative log-likelihood (`g` its gradient, `C` the
+            inverse curvature at `params`): the decrease of the nll still to be
+            had. NaN when it could not be computed.
+        flags: why the result is not valid, as names from `fitkit.FLAGS`
+            (empty when valid); `message` says it in words.
 
     Example:
         >>> res = fk.solve(prob, params)
@@ -59,6 +69,9 @@ class FitResult(eqx.Module):
     compile_time: float = 0.0
     method: str = ""
     stats: dict = eqx.field(default_factory=dict)
+    valid: bool = False
+    edm: float = float("nan")
+    flags: tuple[str, ...] = ()
 
     def names(self) -> list[str]:
         """Flat scalar names of the params (`position.blue[0]`, ...), in ravel order."""
@@ -107,17 +120,22 @@ class FitResult(eqx.Module):
                 "compile_time": float(self.compile_time),
                 "method": str(self.method),
                 "stats": self.stats,
+                "valid": bool(self.valid),
+                "edm": float(self.edm),
+                "flags": list(self.flags),
             },
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FitResult:
         """Read a result written by `save`; arrays come back as NumPy arrays, bit for bit."""
-        return cls(**_io.load_npz(path))
+        fields = _io.load_npz(path)
+        fields["flags"] = tuple(fields.get("flags", ()))
+        return cls(**fields)
 
     def __repr__(self) -> str:
-        state = "converged" if self.converged else "not converged"
+        state = "valid" if self.valid else "NOT VALID (" + ", ".join(self.flags or ("unchecked",)) + ")"
         return (
-            f"FitResult({self.method or 'fit'}: loss={self.loss:.6g}, steps={self.steps}, "
-            f"{state}, {self.wall_time:.3g}s; {self.message})"
+            f"FitResult({self.method or 'fit'}: {state}, loss={self.loss:.6g}, edm={self.edm:.3g}, "
+            f"steps={self.steps}, {self.wall_time:.3g}s; {self.message})"
         )
