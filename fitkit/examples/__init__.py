@@ -1,5 +1,5 @@
 """Example models used by the tutorials, the demo and the tests."""
 
-from . import gaussians, optics
+from . import gaussians, nls, optics
 
-__all__ = ["gaussians", "optics"]
+__all__ = ["gaussians", "nls", "optics"]
