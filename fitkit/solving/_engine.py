@@ -17,12 +17,21 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from .. import tree
 from .._checks import whole
+from .._verdict import assess
 from ..problem import Problem
 from ..projection import resolve_projection
 from ..results import FitResult, start_params
 from . import _log
 from ._compile import compiled
-from ._messages import CONVERGED, STALLED, ConvergenceError, ConvergenceWarning, outcome, stop_message
+from ._messages import (
+    CONVERGED,
+    MAX_STEPS,
+    STALLED,
+    ConvergenceError,
+    ConvergenceWarning,
+    outcome,
+    stop_message,
+)
 from ._methods import resolve
 from ._observe import (
     Observation,
@@ -183,9 +192,9 @@ def _positive(value, name: str) -> float:
 def solve(
     problem: Problem,
     params: Any,
-    method: str | optx.AbstractMinimiser | optx.AbstractLeastSquaresSolver = "lbfgs",
-    rtol: float = 1e-8,
-    atol: float = 1e-8,
+    method: str | optx.AbstractMinimiser | optx.AbstractLeastSquaresSolver = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
     max_steps: int = 1000,
     verbose: bool = False,
     log_every: int = 1,
@@ -193,6 +202,9 @@ def solve(
     throw: bool = False,
     best_so_far: bool = True,
     projection: Any = None,
+    max_edm: float | None = None,
+    retries: int = 2,
+    warn: bool = True,
     **solver_options: Any,
 ) -> FitResult:
     """Fit `problem` with a quasi-Newton, Newton or least-squares solver from optimistix.
@@ -217,6 +229,25 @@ def solve(
     - `"nonlinear-cg"` only when memory is very tight; `"nelder-mead"` only
       when the loss has no useful gradient.
 
+    `method="auto"` (the default) picks the most robust method for the
+    problem: Levenberg-Marquardt on `problem.residuals` when the problem has
+    no priors (a trust-region least-squares method), else the exact-Hessian
+    trust-region `"newton"` (up to 500 params) or `"lbfgs"`, with tight
+    tolerances (`rtol=1e-10`, `atol=1e-14`). When that result is not valid
+    (see below) it retries from where it stopped with `"newton"` (exact
+    curvature: insensitive to the params' units) up to `retries` times, as
+    MINUIT's MIGRAD iterates; `stats["tried"]` lists the methods run.
+
+    Every result carries a verdict: `res.edm` is the estimated distance to
+    the minimum `0.5 g^T H^-1 g` of `problem.nll` (the decrease of the nll
+    still to be had, in its own units, so free of the params' scales), and
+    `res.valid` is True only when the solver stopped on its convergence test
+    (or could not improve the loss any further), no step limit was hit,
+    every value is finite, the Hessian is positive definite and
+    `edm <= max_edm` (default 1e-8 in float64, 1e-4 in float32). `res.flags`
+    names every reason it is not (see `fk.FLAGS`) and `res.message` says it
+    in words. A result that is not valid warns with `ConvergenceWarning`.
+
     All methods stop on optimistix's step-size test (see `rtol`): on badly
     scaled params a slow method (L-BFGS with a short history, nonlinear CG)
     can take steps so short that the test passes far from the minimum. Check
@@ -238,7 +269,8 @@ def solve(
             tolerances apply and `solver_options` must be empty).
         rtol, atol: stop when the last accepted step changed every parameter
             by less than `atol + rtol * |parameter|` and the loss (residuals,
-            for least squares) by less than `atol + rtol * |loss|`.
+            for least squares) by less than `atol + rtol * |loss|`. Default:
+            1e-10 and 1e-14 for `"auto"`, 1e-8 and 1e-8 for a named method.
         max_steps: most steps to take; a step is one trial point, so rejected
             line-search or trust-region trials count.
         verbose: print a CmdStan-style table (step, loss, ||dx||, ||grad||, step
@@ -255,6 +287,11 @@ def solve(
             latent direction then has unit curvature, which turns a badly
             scaled, strongly correlated problem (the hierarchical optics
             example) into an easy one for any method. The result holds params.
+        max_edm: the EDM below which a result can be valid (default: 1e-8 in
+            float64, 1e-4 in float32).
+        retries: with `method="auto"`, how many times to retry with `"newton"`
+            from a result that is not valid (0 to never retry).
+        warn: warn with `ConvergenceWarning` when the result is not valid.
         **solver_options: passed to the named method's constructor, e.g.
             `history_length=10` for `"lbfgs"`, `beta="fletcher-reeves"` for
             `"nonlinear-cg"`, `rdelta=0.2` for `"nelder-mead"`,
@@ -288,33 +325,76 @@ def solve(
         raise TypeError(f"problem must be an fk.Problem, got {type(problem).__name__}")
     params = start_params(params)
     problem.check(params)
-    rtol, atol = _positive(rtol, "rtol"), _positive(atol, "atol")
+    auto = isinstance(method, str) and method.strip().lower() == "auto"
+    tight = auto or not isinstance(method, str)
+    rtol = _positive((1e-10 if tight else 1e-8) if rtol is None else rtol, "rtol")
+    atol = _positive((1e-14 if tight else 1e-8) if atol is None else atol, "atol")
     max_steps = whole(max_steps, "max_steps")
     log_every = whole(log_every, "log_every")
-    solver, name, least_squares = resolve(method, rtol, atol, solver_options)
-    objective = "residuals" if least_squares else ("nll" if problem.priors else "loss")
-    if least_squares and problem.priors:
-        warnings.warn(
-            f"{name} solves problem.residuals, which leave out the priors: it finds the maximum-"
-            "likelihood point; use a minimiser ('lbfgs', 'bfgs') for the MAP point",
-            UserWarning,
-            stacklevel=2,
-        )
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a whole number >= 0, got {retries!r}")
+    if max_edm is not None:
+        max_edm = _positive(max_edm, "max_edm")
+    if auto:
+        n = tree.size(params)
+        method = "levenberg-marquardt" if not problem.priors else ("newton" if n <= 500 else "lbfgs")
+        if solver_options:
+            raise TypeError(
+                f"solver options {sorted(solver_options)} need a named method; method='auto' picks one itself"
+            )
     latent = tree.Layout.of(params) if projection is None else resolve_projection(problem, params, projection)
-    return _solve_latent(
-        problem,
-        solver,
-        name if projection is None else f"{name}+projection",
-        objective,
-        params,
-        latent,
-        max_steps,
-        log_every,
-        verbose,
-        progress,
-        throw,
-        best_so_far,
-    )
+    tried, result = [], params
+    for attempt in range(1 + (retries if auto else 0)):
+        solver, name, least_squares = resolve(method, rtol, atol, solver_options)
+        if least_squares and problem.priors:
+            raise ValueError(
+                f"{name} solves problem.residuals, which cannot hold the priors, so it would return the "
+                "maximum-likelihood point instead of the MAP point; use method='auto', 'newton' or 'bfgs'"
+            )
+        objective = "residuals" if least_squares else ("nll" if problem.priors else "loss")
+        tried.append(name)
+        # Go on from a point that was heading for a minimum; from a saddle, a flat
+        # region or a failure, start again from the user's start instead.
+        onward = attempt > 0 and set(result.flags) <= {"above_max_edm", "call_limit"}
+        start = start_params(result) if onward else params
+        result = _solve_latent(
+            problem,
+            solver,
+            name if projection is None else f"{name}+projection",
+            objective,
+            start,
+            latent if attempt == 0 or projection is None else tree.Layout.of(start),
+            max_steps,
+            log_every,
+            verbose,
+            progress,
+            max_edm,
+            best_so_far,
+        )
+        # A start whose loss was never finite cannot be repaired by another method.
+        if result.valid or "non_finite" in result.flags:
+            break
+        if attempt > 0 and not onward:
+            break  # the fallback has already run from the user's start
+        method = "newton" if tree.size(params) <= 500 else "lbfgs"
+    if len(tried) > 1:
+        result = eqx.tree_at(
+            lambda r: (r.method, r.message, r.stats),
+            result,
+            (
+                f"solve:{'->'.join(tried)}",
+                f"{result.message} Methods tried: {', '.join(tried)}.",
+                {**result.stats, "tried": tried},
+            ),
+        )
+    else:
+        result = eqx.tree_at(lambda r: r.stats, result, {**result.stats, "tried": tried})
+    if not result.valid:
+        if throw:
+            raise ConvergenceError(result.message, result)
+        if warn:
+            warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
+    return result
 
 
 def _solve_latent(
@@ -328,7 +408,7 @@ def _solve_latent(
     log_every,
     verbose,
     progress,
-    throw,
+    max_edm,
     best_so_far,
 ) -> FitResult:
     """Solve for the latent vector `u` (params = `latent.to_params(u)`) and package the result."""
@@ -378,20 +458,24 @@ def _solve_latent(
         "atol": float(atol),
         "outcome": kind,
     }
+    chosen = params["best" if best_so_far else "final"]
+    engine_flags = (
+        () if kind in (CONVERGED, STALLED) else ("call_limit",) if kind == MAX_STEPS else ("solver_failed",)
+    )
+    verdict = assess(problem, chosen, engine_flags, max_edm=max_edm)
     result = FitResult(
-        params=params["best" if best_so_far else "final"],
+        params=chosen,
         loss=float(losses[0 if best_so_far else 1]),
         steps=steps,
         converged=kind in (CONVERGED, STALLED),
-        message=message,
+        message=f"{message} {verdict.text}",
+        valid=verdict.valid,
+        edm=verdict.edm,
+        flags=verdict.flags,
         history=history,
         wall_time=wall_time,
         compile_time=compile_time,
         method=f"solve:{name}",
         stats=stats,
     )
-    if kind not in (CONVERGED, STALLED):
-        if throw:
-            raise ConvergenceError(message, result)
-        warnings.warn(message, ConvergenceWarning, stacklevel=3)
     return result
