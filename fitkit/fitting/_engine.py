@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,9 +18,12 @@ from jaxtyping import Array, Bool, Int, PyTree
 
 from .. import tree
 from .._checks import whole
+from .._flags import describe_flags
+from .._verdict import assess
 from ..problem import Problem
 from ..projection import resolve_projection
 from ..results import FitResult, start_params
+from ..solving._messages import ConvergenceWarning
 from ._batches import EpochBatches
 from ._nan import NAN_POLICIES, NonFiniteError, nonfinite_leaves, nonfinite_message, zero_nonfinite
 from ._natural import preconditioner
@@ -28,6 +32,9 @@ from ._progress import Progress
 from ._stopper import Stopper, StopperState
 
 __all__ = ["fit"]
+
+# More skipped (or zeroed) non-finite steps than this fraction flags the result.
+NONFINITE_FRACTION = 0.01
 
 Optimisers = optax.GradientTransformation | Mapping[Any, optax.GradientTransformation]
 
@@ -83,6 +90,8 @@ def fit(
     projection: Any = None,
     damping: float = 1e-10,
     refresh_every: int | None = None,
+    max_edm: float | None = None,
+    warn: bool = True,
 ) -> FitResult:
     """Fit `problem.loss` with optax optimisers, in a fused on-device loop.
 
@@ -137,6 +146,15 @@ def fit(
         damping: relative damping of the preconditioner's small eigenvalues.
         refresh_every: with `precondition="fisher"`/`"hessian"`, recompute the
             curvature at the current params every this many steps.
+        max_edm: the verdict's tolerance on the estimated distance to the
+            minimum, `0.5 g^T H^-1 g` of `problem.nll` (default 1e-8 in
+            float64, 1e-4 in float32). The result is `valid` only when the
+            EDM is below it, the Hessian is positive definite, every value is
+            finite and at most 1% of the steps met non-finite values; running
+            all `steps` (or a callback stop) is flagged only when the EDM test
+            fails. `res.flags` says why not; a result that is not valid warns
+            with `fk.ConvergenceWarning`.
+        warn: warn when the result is not valid.
 
     Returns:
         A `FitResult` with `method="fit:optax"`; `history` has `step`, `loss`,
@@ -170,6 +188,8 @@ def fit(
         key=key,
         callback=callback,
         chunk_size=chunk_size,
+        max_edm=max_edm,
+        warn=warn,
         **_geometry(problem, params, optimisers, precondition, projection, damping, refresh_every),
     )
 
@@ -222,6 +242,8 @@ def _fit(
     key,
     callback,
     chunk_size,
+    max_edm=None,
+    warn=True,
     transform: optax.GradientTransformation | None = None,
     latent: tuple[Any, Callable[[Any], Any]] | None = None,
 ) -> FitResult:
@@ -435,15 +457,32 @@ def _fit(
         stats["validation_evals"] = n_steps + (2 if restored else 0)
     if batches is not None:
         stats["epochs"] = n_steps / batches.steps_per_epoch
-    return FitResult(
+    # Running all `steps` is how a fit without a stopper ends: it counts as a
+    # call limit only when the result is not at the minimum.
+    skipped = stats["nonfinite_steps"]
+    engine_flags = ("nonfinite_steps",) if skipped > max(1, NONFINITE_FRACTION * n_steps) else ()
+    verdict = assess(problem, result_params, engine_flags, max_edm=max_edm)
+    flags = verdict.flags
+    if not verdict.valid and not converged:
+        flags = (*flags, "interrupted" if stopped_by_callback else "call_limit")
+        verdict = verdict._replace(text=f"{verdict.text} {describe_flags(flags[-1:])}")
+    if skipped:
+        message = f"{message}; {skipped} of {n_steps} steps met non-finite values (nan={nan!r})"
+    result = FitResult(
         params=result_params,
         loss=result_loss,
         steps=n_steps,
         converged=converged,
-        message=message,
+        message=f"{message}. {verdict.text}",
+        valid=not flags,
+        edm=verdict.edm,
+        flags=flags,
         history=record,
         wall_time=wall_time,
         compile_time=compile_time,
         method="fit:optax",
         stats=stats,
     )
+    if flags and warn:
+        warnings.warn(result.message, ConvergenceWarning, stacklevel=3)
+    return result
