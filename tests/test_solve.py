@@ -116,9 +116,13 @@ def test_not_converged_warns_or_raises(gaussians):
 def test_non_finite_start_says_so(gaussians):
     problem, start, _ = gaussians
     bad = {**start, "std": jnp.array([jnp.nan, 2.0])}
-    with pytest.warns(ConvergenceWarning, match="non-finite"):
-        res = fk.solve(problem, bad, method="bfgs")
-    assert res.stats["outcome"] == "nonfinite" and not res.converged
+    with pytest.raises(fk.ParamsError, match=r"std\[0\] = nan"):
+        fk.solve(problem, bad, method="bfgs")
+    # a finite start whose model overflows is only found by running: flagged, never valid
+    huge = {**start, "power": jnp.array([-800.0, -800.0])}
+    with pytest.warns(ConvergenceWarning, match="NOT VALID"):
+        res = fk.solve(problem, huge, method="bfgs")
+    assert not res.valid and "non_finite" in res.flags
     assert "RESULTS" not in res.message and "nonfinite" not in res.message
 
 
@@ -135,7 +139,8 @@ def test_verbose_log_lines(gaussians, capsys):
     row = lines[4].split()
     assert float(row[1]) == pytest.approx(res.history["loss"][24], rel=1e-6)
     assert int(row[5]) == res.stats["loss_evals"]
-    assert lines[5] == res.message and lines[5].startswith("Converged after 25 steps")
+    assert res.message.startswith(lines[5]) and lines[5].startswith("Converged after 25 steps")
+    assert res.valid and "Valid: edm=" in res.message
 
 
 def test_verbose_every_step_least_squares(gaussians, capsys):
@@ -185,8 +190,11 @@ def test_priors_give_the_map_point(gaussians):
     assert res.stats["objective"] == "nll" and res.converged
     # a tight prior pins the means near its centre
     np.testing.assert_allclose(res.params["mean"], [2.0, -3.0], atol=5e-4)
-    with pytest.warns(UserWarning, match="leave out the priors"):
+    with pytest.raises(ValueError, match="cannot hold the priors"):
         fk.solve(with_prior, start, method="levenberg-marquardt")
+    auto = fk.solve(with_prior, start)  # the default picks Newton on the posterior
+    assert auto.valid and auto.stats["tried"][0] == "newton"
+    np.testing.assert_allclose(auto.params["mean"], res.params["mean"], rtol=1e-7)
 
 
 def test_float32(gaussians):
@@ -195,7 +203,8 @@ def test_float32(gaussians):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         res = fk.solve(problem, start32, method="bfgs", rtol=1e-5, atol=1e-5)
-    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(res.params))
+    # with x64 on, float32 start params are cast to float64 before anything is compiled
+    assert all(x.dtype == jnp.float64 for x in jax.tree.leaves(res.params))
     assert float(problem.chi2r(res.params)) == pytest.approx(CHI2R_OPTIMUM, rel=1e-4)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -378,17 +379,14 @@ def solve(
             break  # the fallback has already run from the user's start
         method = "newton" if tree.size(params) <= 500 else "lbfgs"
     if len(tried) > 1:
-        result = eqx.tree_at(
-            lambda r: (r.method, r.message, r.stats),
+        result = dataclasses.replace(
             result,
-            (
-                f"solve:{'->'.join(tried)}",
-                f"{result.message} Methods tried: {', '.join(tried)}.",
-                {**result.stats, "tried": tried},
-            ),
+            method=f"solve:{'->'.join(tried)}",
+            message=f"{result.message} Methods tried: {', '.join(tried)}.",
+            stats={**result.stats, "tried": tried},
         )
     else:
-        result = eqx.tree_at(lambda r: r.stats, result, {**result.stats, "tried": tried})
+        result = dataclasses.replace(result, stats={**result.stats, "tried": tried})
     if not result.valid:
         if throw:
             raise ConvergenceError(result.message, result)
