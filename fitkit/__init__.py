@@ -3,12 +3,13 @@
 from . import examples, plot, stats, tree
 from ._config import enable_x64, info
 from ._flags import FLAGS
+from ._io import FitKitFileError
 from .analysis import Analysis, analyse
 from .curvature import Covariance, CurvatureError, covariance, fisher, hessian, jacobian
 from .fitting import Stopper, delay, fit, natural_gradient
 from .module import Module
 from .observation import Observation, ObservationError, valid_mask
-from .problem import ParamsError, Problem
+from .problem import ParamsError, ParamsTypeError, Problem
 from .projection import Projection, ProjectionError
 from .results import FitResult
 from .sampling import Posterior, sample
@@ -31,8 +32,10 @@ __all__ = [
     "valid_mask",
     "Problem",
     "ParamsError",
+    "ParamsTypeError",
     "PathError",
     "FitResult",
+    "FitKitFileError",
     "FLAGS",
     "jacobian",
     "hessian",

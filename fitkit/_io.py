@@ -10,7 +10,35 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["encode", "decode", "save_npz", "load_npz"]
+__all__ = ["FitKitFileError", "encode", "decode", "save_npz", "load_npz", "KINDS"]
+
+# What fitkit saves, by class name -> the fields every such file holds.
+KINDS: dict[str, tuple[str, ...]] = {
+    "FitResult": ("params", "loss", "steps", "converged", "message"),
+    "Covariance": ("matrix", "mean", "method"),
+    "Posterior": ("samples", "latent", "names"),
+}
+
+
+class FitKitFileError(ValueError):
+    """A file fitkit cannot load: truncated, corrupted, or not written by a fitkit `save`.
+
+    The message names the path and what is wrong with the file.
+    """
+
+
+class _Fields(dict):
+    """The loaded fields; a missing one is a `FitKitFileError` naming the file, not a bare `KeyError`."""
+
+    def __init__(self, fields: dict, where: str):
+        super().__init__(fields)
+        self.where = where
+
+    def __missing__(self, key):
+        raise FitKitFileError(
+            f"cannot load {self.where}: it has no {key!r} field; it holds {_what_it_holds(self)}, "
+            "so it was saved by another kind of object (or an older fitkit)"
+        )
 
 
 def encode(tree: Any, arrays: dict[str, np.ndarray], where: str = "tree") -> Any:
@@ -65,9 +93,88 @@ def save_npz(path: str | os.PathLike, fields: dict[str, Any]) -> None:
         np.savez(handle, __spec__=np.asarray(json.dumps(spec)), **arrays)
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, Any]:
-    """Read what `save_npz` wrote."""
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    spec = json.loads(str(arrays.pop("__spec__")))
-    return decode(spec, arrays)
+def _what_it_holds(fields: Mapping) -> str:
+    for kind, required in KINDS.items():
+        if all(name in fields for name in required):
+            return f"a saved {kind}"
+    shown = ", ".join(map(str, list(fields)[:8]))
+    return f"the fields {shown}" if shown else "no fields"
+
+
+def _unreadable(where: str, path: str | os.PathLike, err: Exception) -> FitKitFileError:
+    """Why a file could not be opened as an `.npz` archive, in words."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        head = b""
+    if head.startswith(b"PK"):
+        what = "it is a damaged zip archive (truncated or corrupted: save it again)"
+    elif head.startswith(b"\x93NUMP"):
+        what = "it is a single .npy array, not an .npz archive written by a fitkit save"
+    elif not head:
+        what = "it is empty"
+    else:
+        what = f"it is not an .npz archive (it starts with {head!r})"
+    return FitKitFileError(f"cannot load {where}: {what} [{type(err).__name__}: {err}]")
+
+
+def load_npz(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read what `save_npz` wrote.
+
+    Args:
+        path: the `.npz` file.
+        kind: the class the caller expects (a key of `KINDS`, e.g. `"Covariance"`);
+            its fields must then be present.
+
+    Raises:
+        FileNotFoundError: there is no file at `path`.
+        FitKitFileError: the file is truncated, corrupted, not an `.npz`
+            archive, an `.npz` archive not written by fitkit, or (with `kind`)
+            one saved by another kind of object; the message names the path
+            and what is wrong.
+    """
+    where = os.fspath(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - numpy/zipfile errors name nothing the user wrote
+        raise _unreadable(where, path, err) from err
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise FitKitFileError(
+            f"cannot load {where}: it is a single .npy array, not an .npz archive written by a fitkit save"
+        )
+    with npz:
+        if "__spec__" not in npz.files:
+            shown = ", ".join(npz.files[:8]) or "none"
+            raise FitKitFileError(
+                f"cannot load {where}: it is an .npz archive but not one written by a fitkit save "
+                f"(no '__spec__' entry; its arrays: {shown})"
+            )
+        try:
+            arrays = {k: npz[k] for k in npz.files}
+        except Exception as err:  # noqa: BLE001 - a damaged member (bad CRC, truncated data)
+            raise FitKitFileError(
+                f"cannot load {where}: an array in it is damaged (truncated or corrupted: save it "
+                f"again) [{type(err).__name__}: {err}]"
+            ) from err
+    try:
+        spec = json.loads(str(arrays.pop("__spec__")))
+        fields = decode(spec, arrays)
+    except Exception as err:  # noqa: BLE001 - a spec that does not match its arrays
+        raise FitKitFileError(
+            f"cannot load {where}: its description of the saved object is damaged or does not match "
+            f"its arrays [{type(err).__name__}: {err}]"
+        ) from err
+    if not isinstance(fields, dict):
+        raise FitKitFileError(f"cannot load {where}: it holds a {type(fields).__name__}, not saved fields")
+    fields = _Fields(fields, where)
+    if kind is not None:
+        missing = [name for name in KINDS[kind] if name not in fields]
+        if missing:
+            raise FitKitFileError(
+                f"cannot load {where} as a {kind}: it has no {', '.join(map(repr, missing))} "
+                f"field(s); it holds {_what_it_holds(fields)}"
+            )
+    return fields

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pathlib
@@ -14,14 +15,21 @@ import numpy as np
 import optax
 
 from . import plot, tree
+from ._checks import whole
 from .curvature import Covariance, CurvatureError, covariance
+from .curvature._blocks import check_batch_size, memory_budget
+from .curvature._engine import METHODS as COVARIANCE_METHODS
 from .fitting import fit as fit_engine
+from .fitting._nan import NAN_POLICIES
+from .fitting._optimisers import map_optimisers
 from .problem import Problem
-from .projection import Projection
+from .projection import CURVATURES, Projection
 from .results import FitResult, start_params
 from .sampling import Posterior
 from .sampling import sample as sample_engine
+from .sampling._nuts import CHAIN_METHODS
 from .solving import solve as solve_engine
+from .solving._methods import resolve as resolve_method
 
 __all__ = ["analyse", "Analysis", "DEFAULTS"]
 
@@ -55,6 +63,162 @@ def _stage_options(name: str, value: Any) -> dict | None:
     if isinstance(value, dict):
         return {**DEFAULTS[name], **value}
     raise TypeError(f"{name}= must be None (defaults), False (skip), True or a dict of keyword arguments")
+
+
+def _fail(stage: str, err: Exception) -> Exception:
+    """`err` re-raised with the stage it belongs to, keeping its class (a ValueError stays one)."""
+    kind = type(err)
+    try:
+        return kind(f"analyse({stage}=...): {err}")
+    except Exception:  # noqa: BLE001 - an error class with another constructor
+        return ValueError(f"analyse({stage}=...): {err}")
+
+
+def _known_options(stage: str, engine, options: dict, open_ended: bool = False) -> None:
+    """Every option of `stage` must be a keyword of its `engine` (unless it takes `**options`)."""
+    names = [n for n in inspect.signature(engine).parameters if n not in ("problem", "params")]
+    unknown = sorted(k for k in options if k not in names)
+    if unknown and not open_ended:
+        raise TypeError(
+            f"analyse({stage}=...): {unknown} are not options of fk.{engine.__name__}; "
+            f"its options are: {', '.join(n for n in names if n != 'progress')}"
+        )
+    if "progress" in options:
+        raise TypeError(f"analyse({stage}=...): give progress= to fk.analyse, not inside {stage}=")
+
+
+def _optional_whole(options: dict, name: str, minimum: int = 1) -> None:
+    if options.get(name) is not None:
+        whole(options[name], name, minimum)
+
+
+def _check_curvature_name(value: Any, name: str, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, Projection):
+        return
+    if not isinstance(value, str) or value not in CURVATURES:
+        raise ValueError(f"{name}={value!r} is not understood; give an fk.Projection or one of {CURVATURES}")
+
+
+def _check_stages(start: Any, options: dict[str, dict | None]) -> None:
+    """Check every stage's options before the first stage runs: a typo must not cost a whole fit.
+
+    Raises:
+        TypeError, ValueError: naming the stage and the option to fix.
+    """
+    checks = {"fit": _check_fit, "solve": _check_solve, "uncertainty": _check_uncertainty}
+    checks["sample"] = _check_sample
+    for stage, check in checks.items():
+        if options[stage] is None:
+            continue
+        try:
+            check(start, options[stage])
+        except (TypeError, ValueError) as err:
+            raise _fail(stage, err) from err
+
+
+def _check_fit(start: Any, options: dict) -> None:
+    _known_options("fit", fit_engine, options)
+    if "optimisers" not in options:
+        raise TypeError("give optimisers (an optax transformation such as optax.sgd(0.1))")
+    if options.get("steps") is None and options.get("stopper") is None:
+        raise ValueError("give the number of steps, e.g. fit={'steps': 100}")
+    _optional_whole(options, "steps")
+    for name in ("history_every", "chunk_size", "batch_size", "refresh_every"):
+        _optional_whole(options, name)
+    if options.get("nan", "raise") not in NAN_POLICIES:
+        raise ValueError(f"nan={options['nan']!r} is not a policy; choose one of {NAN_POLICIES}")
+    precondition, projection = options.get("precondition"), options.get("projection")
+    if isinstance(precondition, str):
+        _check_curvature_name(precondition, "precondition")
+    _check_curvature_name(projection, "projection")
+    if projection is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            map_optimisers(start, options["optimisers"])
+    elif isinstance(options["optimisers"], dict):
+        raise ValueError("with projection=..., give one optax optimiser, not a dict of them")
+
+
+def _check_solve(start: Any, options: dict) -> None:
+    _known_options("solve", solve_engine, options, open_ended=True)
+    names = inspect.signature(solve_engine).parameters
+    solver_options = {k: v for k, v in options.items() if k not in names}
+    method = options.get("method", names["method"].default)
+    rtol = options.get("rtol", names["rtol"].default)
+    atol = options.get("atol", names["atol"].default)
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    _optional_whole(options, "max_steps")
+    _optional_whole(options, "log_every")
+    _check_curvature_name(options.get("projection"), "projection")
+    resolve_method(method, rtol, atol, solver_options)  # builds the solver object only: nothing compiles
+
+
+def _check_uncertainty(start: Any, options: dict) -> None:
+    _known_options("uncertainty", covariance, options)
+    method = options.get("method", "hessian")
+    if method not in COVARIANCE_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {COVARIANCE_METHODS}")
+    check_batch_size(options.get("batch_size"), tree.size(start))
+    if options.get("max_memory") is not None:
+        memory_budget(options["max_memory"])
+    regularise = options.get("regularise")
+    if regularise is not None and (
+        not isinstance(regularise, (bool, int, float))
+        or (not isinstance(regularise, bool) and regularise < 0)
+    ):
+        raise ValueError(f"regularise must be None, True, or a non-negative float, got {regularise!r}")
+
+
+def _check_sample(start: Any, options: dict) -> None:
+    _known_options("sample", sample_engine, options)
+    _optional_whole(options, "num_warmup", 0)
+    _optional_whole(options, "num_samples")
+    _optional_whole(options, "num_chains")
+    _optional_whole(options, "max_tree_depth")
+    if options.get("chain_method", "vectorized") not in CHAIN_METHODS:
+        raise ValueError(f"unknown chain_method {options['chain_method']!r}; choose one of {CHAIN_METHODS}")
+    target = options.get("target_accept", 0.8)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise ValueError(f"target_accept must be in (0, 1), got {target!r}")
+    _check_curvature_name(options.get("projection"), "projection")
+
+
+def _chi2r(problem: Problem, params: Any) -> float | None:
+    """The reduced chi-squared, or None where it is undefined (no more data points than params)."""
+    return float(problem.chi2r(params)) if problem.ddof(params) > 0 else None
+
+
+def _show(value: float | None) -> str:
+    return "undefined (ddof <= 0)" if value is None else f"{value:.6g}"
+
+
+def _verdict(stage: FitResult) -> str:
+    """A fit stage's verdict in words: valid or not, the edm, and the flags."""
+    edm = getattr(stage, "edm", float("nan"))
+    flags = tuple(getattr(stage, "flags", ()))
+    if getattr(stage, "valid", False):
+        return f"valid, edm {edm:.3g}"
+    reasons = ", ".join(flags) if flags else "not checked"
+    return f"NOT VALID ({reasons}), edm {edm:.3g}"
+
+
+def _scaling(cov: Covariance) -> str:
+    """Whether the covariance was multiplied by the reduced chi-squared (`fk.covariance(scale="chi2r")`)."""
+    values = [getattr(cov, name, None) for name in ("scale", "scaled_by")]
+    names = [v for v in values if isinstance(v, str) and v.lower() not in ("", "none")]
+    factors = [
+        float(v)
+        for v in values
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and v is not None
+    ]
+    if not names and all(f == 1.0 for f in factors):
+        return "not scaled by the reduced chi-squared"
+    factor = f" x {factors[0]:.6g}" if factors else ""
+    return f"scaled by the reduced chi-squared ({names[0] if names else 'chi2r'}{factor})"
 
 
 class Analysis(eqx.Module):
@@ -124,20 +288,23 @@ class Analysis(eqx.Module):
         """The analysis in text: reduced chi-squared before and after, stage summaries, the
         parameter table and any warnings."""
         lines = ["fitkit analysis", "=" * 15]
-        chi_start = float(self.problem.chi2r(self.start))
-        chi_end = float(self.problem.chi2r(self.params))
+        chi_start = _chi2r(self.problem, self.start)
+        chi_end = _chi2r(self.problem, self.params)
         lines.append(f"data points: {self.problem.n_data}, params: {tree.size(self.params)}")
-        lines.append(f"reduced chi-squared: start {chi_start:.6g} -> final {chi_end:.6g}")
+        lines.append(f"reduced chi-squared: start {_show(chi_start)} -> final {_show(chi_end)}")
         if self.truth is not None:
-            lines.append(f"reduced chi-squared at the truth: {float(self.problem.chi2r(self.truth)):.6g}")
+            lines.append(f"reduced chi-squared at the truth: {_show(_chi2r(self.problem, self.truth))}")
         for label, stage in (("warm start", self.fit), ("polish", self.solve)):
             if stage is not None:
                 lines.append(
-                    f"{label}: {stage.method}, {stage.steps} steps, {stage.wall_time:.3g} s "
-                    f"(+{stage.compile_time:.3g} s compile): {stage.message}"
+                    f"{label}: {_verdict(stage)}; {stage.method}, {stage.steps} steps, "
+                    f"{stage.wall_time:.3g} s (+{stage.compile_time:.3g} s compile): {stage.message}"
                 )
         if self.covariance is not None:
-            lines.append(f"covariance: {self.covariance.method}, {self.timings.get('uncertainty', 0):.3g} s")
+            lines.append(
+                f"covariance: {self.covariance.method}, {_scaling(self.covariance)}, "
+                f"{self.timings.get('uncertainty', 0):.3g} s"
+            )
         if self.posterior is not None:
             d = self.posterior.diagnostics
             summary = self.posterior.summary()
@@ -259,7 +426,9 @@ def analyse(
         An `Analysis`.
 
     Raises:
-        TypeError: a stage option of the wrong type.
+        TypeError, ValueError: a stage option that is unknown to its engine or
+            out of range (every stage's options are checked before the first
+            stage runs; the message names the stage and the option).
         ParamsError, PathError: the params do not fit the problem (before any compilation).
 
     Example:
@@ -277,20 +446,22 @@ def analyse(
     problem.check(start)
     if truth is not None:
         problem.check(start_params(truth))
+    _check_stages(start, options)
     say = print if progress else (lambda *a, **k: None)
     timings, notes = {}, []
     current = start
-    chi_start = float(problem.chi2r(start))
-    say(f"[fitkit] start: reduced chi-squared {chi_start:.6g}")
+    chi_start = _chi2r(problem, start)
+    say(f"[fitkit] start: reduced chi-squared {_show(chi_start)}")
 
     warm = None
-    if options["fit"] is not None and (fit is not None or chi_start > FAR):
+    far = chi_start is None or chi_start > FAR
+    if options["fit"] is not None and (fit is not None or far):
         t0 = time.perf_counter()
         warm = fit_engine(problem, current, progress=progress, **options["fit"])
         timings["fit"] = time.perf_counter() - t0
         current = warm.params
         say(
-            f"[fitkit] warm start: reduced chi-squared {float(problem.chi2r(current)):.6g} after {warm.steps} steps"
+            f"[fitkit] warm start: reduced chi-squared {_show(_chi2r(problem, current))} after {warm.steps} steps"
         )
 
     polish = None
@@ -303,7 +474,7 @@ def analyse(
         timings["solve"] = time.perf_counter() - t0
         current = polish.params
         say(
-            f"[fitkit] polish: reduced chi-squared {float(problem.chi2r(current)):.6g} after {polish.steps} steps"
+            f"[fitkit] polish: reduced chi-squared {_show(_chi2r(problem, current))} after {polish.steps} steps"
         )
 
     cov = None

@@ -79,9 +79,10 @@ class Observation(eqx.Module):
             or error is non-finite, or whose error is not positive.
 
     Raises:
-        ObservationError: on construction, when shapes disagree or an unmasked
-            point has a non-finite data value or a non-finite or non-positive
-            error (the message names the observation and counts the points).
+        ObservationError: on construction, when the data are empty, the data
+            or error are complex, shapes disagree, or an unmasked point has a
+            non-finite data value or a non-finite or non-positive error (the
+            message names the observation and counts the points).
 
     Example:
         >>> class Spectrum(fk.Observation):
@@ -125,6 +126,19 @@ class Observation(eqx.Module):
     def __check_init__(self):
         label = self.describe()
         shape = jnp.shape(self.data)
+        if jnp.size(self.data) == 0:
+            raise ObservationError(
+                f"{label}: data is empty (shape {shape}); give at least one data point, or leave "
+                "this observation out of the Problem"
+            )
+        for name in ("data", "error"):
+            value = getattr(self, name)
+            if value is not None and jnp.issubdtype(jnp.result_type(value), jnp.complexfloating):
+                raise ObservationError(
+                    f"{label}: {name} is complex ({jnp.result_type(value)}); the likelihoods are real: "
+                    "fit the real and imaginary parts as two real observations (or stack them, "
+                    "jnp.stack([z.real, z.imag])) and predict them the same way"
+                )
         if self.error is not None and jnp.shape(self.error) not in ((), shape):
             raise ObservationError(
                 f"{label}: error has shape {jnp.shape(self.error)} but data has shape {shape}; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,13 +14,17 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import stats, tree
-from .observation import Observation
+from .observation import Observation, ObservationError
 
-__all__ = ["Problem", "ParamsError"]
+__all__ = ["Problem", "ParamsError", "ParamsTypeError"]
 
 
 class ParamsError(ValueError):
-    """The params do not fit the problem (missing paths, wrong dtypes or shapes)."""
+    """The params do not fit the problem (missing paths, wrong dtypes or shapes, non-finite values)."""
+
+
+class ParamsTypeError(ParamsError, TypeError):
+    """A params leaf is not a float array (a string, an object, an integer); also a `TypeError`."""
 
 
 def _stack(observations: Sequence[Observation]) -> Observation | None:
@@ -46,6 +51,94 @@ def _stack(observations: Sequence[Observation]) -> Observation | None:
 
 def _is_tracing(params) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params))
+
+
+def _check_data(observations: Sequence[Observation], likelihood: str) -> None:
+    """Refuse observations with no used point, and Poisson data that are not counts."""
+    for obs in observations:
+        if not _is_concrete_data(obs):
+            continue
+        used = np.asarray(obs.valid)
+        if not used.any():
+            raise ObservationError(
+                f"{obs.describe()}: its mask leaves none of its {used.size} points in use; unmask "
+                "some points (True where a point is used), or leave this observation out"
+            )
+        if likelihood != "poisson":
+            continue
+        data = np.asarray(obs.data)[used]
+        bad = (data < 0) | (data != np.round(data))
+        if bad.any():
+            first = ", ".join(f"{v:.6g}" for v in data[bad][:3])
+            raise ObservationError(
+                f"{obs.describe()}: {int(bad.sum())} of {data.size} used data points are not counts "
+                f"(e.g. {first}); likelihood='poisson' needs whole numbers >= 0. Use "
+                "likelihood='normal' with errors for other data, or mask these points"
+            )
+
+
+def _is_concrete_data(obs: Observation) -> bool:
+    arrays = (obs.data, obs.error, None if isinstance(obs.mask, str) else obs.mask)
+    return not any(isinstance(a, jax.core.Tracer) for a in arrays if a is not None)
+
+
+def _check_prior_shape(path: str, prior: Any, node: Any) -> None:
+    """A prior must sit on one leaf, with a batch shape that broadcasts exactly to the leaf's."""
+    leaves = jax.tree.leaves(node)
+    if len(leaves) != 1 or leaves[0] is not node:
+        below = ", ".join(f"{path}.{p}" for p in tree.leaf_paths(node)[:6]) or "no leaves"
+        raise ParamsError(
+            f"the prior for {path!r} points at a sub-tree ({below}), not at one leaf; give one "
+            "prior per leaf path"
+        )
+    leaf_shape = tuple(jnp.shape(node))
+    batch = tuple(getattr(prior, "batch_shape", ()))
+    event = tuple(getattr(prior, "event_shape", ()))
+    n_event = len(event)
+    leaf_batch = leaf_shape[: len(leaf_shape) - n_event] if n_event else leaf_shape
+    try:
+        fits = leaf_shape[len(leaf_batch) :] == event and np.broadcast_shapes(batch, leaf_batch) == leaf_batch
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ParamsError(
+            f"the prior for {path!r} has shape {batch + event} (batch {batch}, event {event}) but the "
+            f"leaf has shape {leaf_shape}; give a prior of shape {leaf_shape}, or a scalar prior "
+            "that applies to each element (e.g. dist.Normal(0.0, 1.0))"
+        )
+
+
+def _check_start(problem: Problem, params: Any) -> None:
+    """The value checks of `Problem.check`: finite leaves, and every prior's support."""
+    if _is_tracing(params):
+        return
+    for path, leaf in zip(tree.leaf_paths(params), jax.tree.leaves(params)):
+        values = np.asarray(leaf)
+        finite = np.isfinite(values)
+        if not finite.all():
+            where = [path + n for n in tree._index_names(values.shape)]
+            bad = [f"{name} = {v}" for name, v, ok in zip(where, values.ravel(), finite.ravel()) if not ok]
+            raise ParamsError(
+                f"params leaf {path!r} has {len(bad)} non-finite value(s) ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}); give finite start values"
+            )
+    for path, prior in problem.priors.items():
+        value = tree.get(params, path)
+        try:
+            inside = np.asarray(prior.support(value))
+        except Exception:  # noqa: BLE001 - a support that cannot be evaluated: rely on log_prob
+            inside = np.ones((), bool)
+        with warnings.catch_warnings():  # numpyro warns on out-of-support values: the error below says it
+            warnings.simplefilter("ignore")
+            log_prob = np.asarray(prior.log_prob(value))
+        outside = ~inside | ~np.isfinite(log_prob)
+        if outside.any():
+            shown = np.asarray(value).ravel()[: min(3, np.asarray(value).size)].tolist()
+            raise ParamsError(
+                f"params leaf {path!r} starts outside the support of its prior "
+                f"{type(prior).__name__} ({prior.support}): value {shown}, prior log-density "
+                f"{np.ravel(log_prob)[:3].tolist()}; start inside the support"
+            )
 
 
 # id(problem) -> (weakref to problem, set of checked params signatures)
@@ -120,11 +213,17 @@ class Problem(eqx.Module):
         priors = dict(priors or {})
         for path, prior in priors.items():
             tree.split_path(path)
+            if isinstance(prior, type):
+                raise TypeError(
+                    f"the prior for {path!r} is the class {prior.__name__}, not a distribution; "
+                    f"give an instance with its parameters, {prior.__name__}(...), not the class itself"
+                )
             if not hasattr(prior, "log_prob"):
                 raise TypeError(
                     f"the prior for {path!r} is a {type(prior).__name__}; give a numpyro "
                     "distribution (anything with a log_prob method)"
                 )
+        _check_data(observations, likelihood)
         stacked = _stack(observations) if vmap in (None, True) else None
         if vmap is True and stacked is None:
             raise ValueError(
@@ -161,14 +260,24 @@ class Problem(eqx.Module):
     def check(self, params: Any) -> None:
         """Check that `params` fit this problem, before anything is compiled.
 
-        Every leaf must be a floating-point array; every prior path must exist;
-        each observation's `predict` must run on `params` and return an array
-        shaped like its data. Results are cached per params structure.
+        Every leaf must be a finite floating-point array; every prior path must
+        name one leaf, with a prior whose shape matches the leaf's (or a
+        scalar prior, applied to each element), and the leaf must lie inside
+        the prior's support; each observation's `predict` must run on `params`
+        and return an array shaped like its data. The structural checks are
+        cached per params structure; the value checks (finite, inside the
+        support) run on every call. The engines (`fk.fit`, `fk.solve`,
+        `fk.sample`, `fk.covariance`, ...) call it on their start.
 
         Raises:
             ParamsError: with a message naming the observation or path to fix.
-            TypeError: a leaf of `params` is not a floating-point array.
+            ParamsTypeError: (also a `TypeError`) a leaf of `params` is not a
+                floating-point array.
         """
+        self._check_structure(params)
+        _check_start(self, params)
+
+    def _check_structure(self, params: Any) -> None:
         signature = tuple(
             (p, jnp.shape(x), str(jnp.result_type(x)))
             for p, x in zip(tree.leaf_paths(params), jax.tree.leaves(params))
@@ -189,13 +298,13 @@ class Problem(eqx.Module):
             raise ParamsError("params is empty: give a pytree (e.g. a dict) of float arrays to fit")
         for path, leaf in zip(paths, jax.tree.leaves(params)):
             if not eqx.is_array_like(leaf) or not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-                raise TypeError(
+                raise ParamsTypeError(
                     f"params leaf {path!r} is {type(leaf).__name__} of dtype "
                     f"{getattr(leaf, 'dtype', None)}; every parameter must be a float array "
                     "(write 1.0, not 1)"
                 )
-        for path in self.priors:
-            tree.get(params, path)
+        for path, prior in self.priors.items():
+            _check_prior_shape(path, prior, tree.get(params, path))
         shown = ", ".join(paths[:20]) + (", ..." if len(paths) > 20 else "")
         for obs in self.observations:
             try:
@@ -216,8 +325,9 @@ class Problem(eqx.Module):
                 raise ParamsError(f"{obs.describe()}.predict returned dtype {out.dtype}; return floats")
 
     def _maybe_check(self, params) -> None:
+        # Structure only: an objective evaluated at non-finite params returns NaN, it does not raise.
         if not _is_tracing(params):
-            self.check(params)
+            self._check_structure(params)
 
     # ------------------------------------------------------------ predictions
     def _predictions(self, params: Any):
@@ -267,12 +377,17 @@ class Problem(eqx.Module):
         return sum(jnp.sum(s) for s in jax.tree.leaves(squared))
 
     def loss(self, params: Any) -> Float[Array, ""]:
-        """The mean squared z-score over used points: about 1 at a good fit.
+        """The mean squared z-score over used points, plus the priors: about 1 at a good fit.
 
-        Well scaled for optimisers whatever the data size; its minimiser is the
-        maximum-likelihood point (priors are not included: use `nll` for MAP).
+        `(chi2 - 2 * log_prior) / n_data`: well scaled for optimisers whatever
+        the data size, and equal to `2 * nll / n_data` up to a constant, so its
+        minimiser is the maximum-likelihood point without priors and the
+        maximum a posteriori (MAP) point with them; every engine (`fk.fit`,
+        `fk.solve`) therefore fits the posterior when there are priors. A point
+        outside a prior's support has an infinite loss, so no engine moves there.
         """
-        return self.chi2(params) / self.n_data
+        chi2 = self.chi2(params)
+        return (chi2 - 2.0 * self.log_prior(params)) / self.n_data if self.priors else chi2 / self.n_data
 
     def log_prior(self, params: Any) -> Float[Array, ""]:
         """Summed log-density of the priors at `params` (0 without priors)."""
@@ -324,8 +439,20 @@ class Problem(eqx.Module):
         return self.n_data - tree.size(params)
 
     def chi2r(self, params: Any) -> Float[Array, ""]:
-        """Reduced chi-squared, `chi2 / ddof`."""
-        return self.chi2(params) / self.ddof(params)
+        """Reduced chi-squared, `chi2 / ddof`.
+
+        Raises:
+            ValueError: `ddof <= 0` (no more used data points than parameters),
+                where the reduced chi-squared is not defined.
+        """
+        ddof = self.ddof(params)
+        if ddof <= 0:
+            raise ValueError(
+                f"the reduced chi-squared needs more used data points than parameters: "
+                f"{self.n_data} points - {tree.size(params)} params = ddof {ddof}; add data, fix "
+                "some parameters, or use chi2 instead"
+            )
+        return self.chi2(params) / ddof
 
     # -------------------------------------------------------------- selection
     def take(self, indices: Any) -> Problem:

@@ -19,9 +19,39 @@ def start_params(params_or_result: Any) -> Any:
     """The params to start from: a `FitResult`'s params (to chain fits), or the params given.
 
     Leaves are converted to JAX arrays so engines can trace them.
+    Floating-point leaves of lower precision than JAX's default float are cast
+    to it (with x64 enabled, `fk.enable_x64()`: float32, float16 and bfloat16
+    become float64, the precision the problem's data are held in), so every
+    engine computes in one dtype rather than failing on mixed ones.
+
+    Raises:
+        ParamsTypeError: (a `TypeError` and an `fk.ParamsError`) a leaf is not
+            numeric (a string, an object); the message names the leaf.
     """
+    from .problem import ParamsTypeError
+
     params = params_or_result.params if isinstance(params_or_result, FitResult) else params_or_result
-    return jax.tree.map(jax.numpy.asarray, params)
+    wide = jax.numpy.result_type(float)
+
+    def convert(key_path, leaf):
+        if not isinstance(leaf, jax.Array):
+            kind = "str" if isinstance(leaf, (str, bytes)) else np.asarray(leaf).dtype.kind
+            if kind not in "biuf":
+                raise ParamsTypeError(
+                    f"params leaf {tree.key_path_to_str(key_path)!r} is {type(leaf).__name__} "
+                    f"{_short(leaf)}; every parameter must be a float array (e.g. jnp.array(1.0))"
+                )
+        leaf = jax.numpy.asarray(leaf)
+        if jax.numpy.issubdtype(leaf.dtype, jax.numpy.floating) and leaf.dtype.itemsize < wide.itemsize:
+            leaf = leaf.astype(wide)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(convert, params)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class FitResult(eqx.Module):

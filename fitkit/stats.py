@@ -77,14 +77,35 @@ def ddof(params: Any, data: Any, mask: ArrayLike | None = None) -> int:
     return n_data - tree.size(params)
 
 
+def _positive_ddof(ddof: Any) -> Any:
+    """`ddof`, or a `ValueError` when a concrete `ddof` is not positive (a traced one passes)."""
+    if isinstance(ddof, jax.core.Tracer):
+        return ddof
+    value = jnp.asarray(ddof)
+    if value.ndim != 0 or not bool(value > 0):
+        raise ValueError(
+            f"the reduced chi-squared needs ddof >= 1 (more used data points than parameters), got "
+            f"ddof={ddof!r}; add data or fix some parameters (see fitkit.stats.ddof)"
+        )
+    return ddof
+
+
 def chi2r(pred, data, error, ddof: int, mask=None) -> Float[Array, ""]:
-    """Reduced chi-squared: chi-squared divided by the degrees of freedom `ddof`."""
-    return chi2(pred, data, error, mask) / ddof
+    """Reduced chi-squared: chi-squared divided by the degrees of freedom `ddof`.
+
+    Raises:
+        ValueError: `ddof <= 0` (checked when `ddof` is concrete, not traced).
+    """
+    return chi2(pred, data, error, mask) / _positive_ddof(ddof)
 
 
 def chi2r_from_z(z: Float[ArrayLike, "..."], ddof: int) -> Float[Array, ""]:
-    """Reduced chi-squared from precomputed z-scores (NaNs are ignored)."""
-    return jnp.nansum(jnp.square(jnp.asarray(z))) / ddof
+    """Reduced chi-squared from precomputed z-scores (NaNs are ignored).
+
+    Raises:
+        ValueError: `ddof <= 0` (checked when `ddof` is concrete, not traced).
+    """
+    return jnp.nansum(jnp.square(jnp.asarray(z))) / _positive_ddof(ddof)
 
 
 def normal_loglike(pred, data, error, mask=None) -> Float[Array, "..."]:

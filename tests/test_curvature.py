@@ -136,8 +136,16 @@ def test_batch_size_is_planned_from_the_compiled_block_cost():
     per_column = 8 * n * 16  # generous bound on one HVP's working memory
     planned = _blocks.plan_batch_size(make_block, x, n, max_memory=5 * per_column)
     assert 1 <= planned <= n and n % planned == 0 or planned == n
-    # A tiny budget still gives the exact Hessian, one column at a time.
-    _assert_close(fk.hessian(_scalar_fn, params, max_memory=1), _dense_hessian(_scalar_fn, params))
+    # A budget just above the output (the matrix and its symmetrised copy) still gives the
+    # exact Hessian, one column at a time; one below it is refused before compiling, with the size.
+    output = 2 * n * n * 8
+    _assert_close(fk.hessian(_scalar_fn, params, max_memory=output + 1), _dense_hessian(_scalar_fn, params))
+    with pytest.raises(ValueError, match=rf"max_memory=1 bytes is too small.*\({output} bytes\)"):
+        fk.hessian(_scalar_fn, params, max_memory=1)
+    with pytest.raises(
+        ValueError, match=rf"max_memory=10 bytes is too small.*\({2 * (11 + n) * n * 8} bytes\)"
+    ):
+        fk.jacobian(_vector_fn, params, max_memory=10)
 
 
 # ----------------------------------------------------------------- Fisher
@@ -166,13 +174,18 @@ def _dense_fisher(problem, params):
 
 
 @pytest.mark.parametrize("likelihood", ["normal", "poisson"])
-@pytest.mark.parametrize("max_memory", [None, 1])
+@pytest.mark.parametrize("max_memory", [None, "tight"])
 def test_fisher_equals_dense_jtwj(likelihood, max_memory):
-    # max_memory=1 forces the JVP+VJP product route that never holds J whole.
+    # A budget just above the n x n output (and its copy) but far below three copies of J
+    # forces the JVP+VJP product route that never holds J whole.
     if likelihood == "normal":
         problem, _, params = gaussians.make_problem()
     else:
         problem, params = _poisson_problem()
+    if max_memory == "tight":
+        n = fk.tree.size(params)
+        max_memory = 2 * n * n * 8 + 1
+        assert 3 * problem.n_data * n * 8 > max_memory
     expected = _dense_fisher(problem, params)
     _assert_close(fk.fisher(problem, params, batch_size=4, max_memory=max_memory), expected)
     _assert_close(fk.fisher(problem, params, max_memory=max_memory), expected)

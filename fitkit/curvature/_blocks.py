@@ -147,8 +147,19 @@ def plan_batch_size(
 
     Returns:
         A batch size between 1 and `n`.
+
+    Raises:
+        ValueError: a `max_memory` given that the output alone (`fixed_bytes`)
+            does not fit in, before anything is compiled; the message states
+            the size it needs.
     """
     budget = memory_budget(max_memory)
+    if max_memory is not None and fixed_bytes >= budget:
+        raise ValueError(
+            f"max_memory={max_memory!r} bytes is too small: the output and its working copy alone need "
+            f"{_size(fixed_bytes)} ({fixed_bytes} bytes); give max_memory of at least a few times that, or None to use a "
+            "quarter of the device's memory"
+        )
     n_devices = len(resolve_devices(devices))
     abstract = jax.ShapeDtypeStruct(jnp.shape(example), jnp.result_type(example))
     try:
@@ -178,6 +189,14 @@ def plan_batch_size(
             _PLANS.pop(next(iter(_PLANS)))
         _PLANS[key] = batch
     return batch
+
+
+def _size(n_bytes: int) -> str:
+    """`n_bytes` in words: "512 B", "3.2 MiB"."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes} B"
 
 
 def _run_blocks(block_fn: Callable, n: int, batch_size: int, devices: Sequence[jax.Device] | None):

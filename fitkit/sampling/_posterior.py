@@ -112,9 +112,20 @@ class Posterior(eqx.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Posterior:
-        """Read a posterior written by `save` (without its projection)."""
-        fields = _io.load_npz(path)
+        """Read a posterior written by `save` (without its projection).
+
+        Raises:
+            FitKitFileError: the file is truncated, corrupted, or not a saved
+                `Posterior` (the message names the path and what is wrong).
+        """
+        fields = _io.load_npz(path, kind="Posterior")
         fields["names"] = tuple(fields["names"])
+        known = ("samples", "latent", "names", "diagnostics", "config")
+        extra = [k for k in fields if k not in known]
+        if extra:
+            raise _io.FitKitFileError(
+                f"cannot load {fields.where} as a Posterior: it has unexpected fields {extra}"
+            )
         return cls(**fields)
 
     def __repr__(self) -> str:
