@@ -145,6 +145,27 @@ def _check_start(problem: Problem, params: Any) -> None:
 _CHECKED: dict[int, tuple[weakref.ref, set]] = {}
 
 
+# The methods every engine builds on: a subclass may add methods, not replace these.
+_OBJECTIVES = frozenset(
+    {
+        "nll",
+        "loss",
+        "chi2",
+        "chi2r",
+        "ddof",
+        "residuals",
+        "log_prior",
+        "weights",
+        "flat_predictions",
+        "predict",
+        "z_scores",
+        "_predictions",
+        "_squared",
+        "_signed",
+    }
+)
+
+
 class Problem(eqx.Module):
     """A model, its observations, a likelihood and priors: the objectives to fit.
 
@@ -169,6 +190,21 @@ class Problem(eqx.Module):
         >>> prob = fk.Problem(model, [blue, green, red])
         >>> prob.loss(params), prob.chi2r(params)
     """
+
+    def __init_subclass__(cls, **kwargs):
+        # Engines reach the objectives by different routes (least squares through
+        # `residuals`, curvature through `nll` or `flat_predictions`, `fk.fit`
+        # through `loss`), so overriding one of them would be used by some engines
+        # and silently bypassed by others. They are refused at class creation.
+        super().__init_subclass__(**kwargs)
+        overridden = sorted(name for name in _OBJECTIVES if name in cls.__dict__)
+        if overridden:
+            raise TypeError(
+                f"{cls.__name__} overrides Problem.{', Problem.'.join(overridden)}, which fitkit's engines "
+                "would not all respect. Put the model in Observation.predict(params, model), the noise in "
+                "each observation's error (or likelihood='poisson'), and prior knowledge in "
+                "priors={path: distribution}; subclass fk.Problem only to add new methods."
+            )
 
     model: Any
     observations: tuple[Observation, ...]

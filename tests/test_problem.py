@@ -172,3 +172,19 @@ def test_flat_predictions_and_fisher_weights(tiny):
     fisher = jac.T @ (tiny.weights(PARAMS)[:, None] * jac)
     hess = jax.hessian(lambda p: tiny.nll({"slope": p[0], "offset": p[1]}))(jnp.array([1.0, 1.0]))
     np.testing.assert_allclose(fisher, hess, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["nll", "residuals", "loss", "log_prior"])
+def test_overriding_an_objective_is_refused_at_class_creation(name):
+    with pytest.raises(TypeError, match=rf"overrides Problem\.{name}.*Observation\.predict"):
+        type("Custom", (fk.Problem,), {name: lambda self, params: 0.0})
+
+
+def test_a_subclass_may_add_methods(tiny):
+    class Named(fk.Problem):
+        def describe(self):
+            return f"{self.n_data} points"
+
+    prob = Named(Line(x=X), Points(data=DATA, error=ERROR))
+    assert prob.describe() == f"{len(DATA)} points"
+    assert float(prob.loss(PARAMS)) == pytest.approx(float(tiny.loss(PARAMS)), rel=1e-14)
