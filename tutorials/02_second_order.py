@@ -87,6 +87,34 @@ print("first loss of the polish:", polished.history["loss"][0], "| loss where L-
 print("steps after chaining:", polished.steps, "| chi2r:", float(problem.chi2r(polished.params)))
 
 # %% [markdown]
+# ## A failed fit, caught
+# A solver's own stopping test can pass far from the minimum: on a badly
+# scaled problem its steps become short, and "short steps" is what optimistix
+# tests. So every result also carries a verdict, as MINUIT's `valid` flag:
+# `res.edm` is the estimated distance to the minimum, `0.5 g^T H^-1 g` of the
+# negative log-likelihood (the decrease still to be had, in the nll's own
+# units, so free of the params' scales), and `res.valid` is True only when
+# the solver stopped normally, every value is finite, the Hessian is positive
+# definite and `edm <= max_edm` (1e-8 in float64). Meyer's thermistor problem
+# (Moré, Garbow and Hillstrom 1981; params from 0.006 to 6000) is a classic
+# trap: L-BFGS reports convergence far from the minimum, and the verdict
+# says so. The default `fk.solve(problem, start)` (Levenberg-Marquardt,
+# retried with Newton when not valid) solves it.
+
+# %%
+meyer = fk.examples.nls.CASES["meyer"]
+meyer_problem = meyer.build()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    trapped = fk.solve(meyer_problem, meyer.params(0), method="lbfgs")
+print("L-BFGS:", trapped)
+print("warning:", caught[-1].category.__name__ if caught else None)
+print("correct digits:", round(meyer.digits({k: float(v) for k, v in trapped.params.items()}), 1))
+robust = fk.solve(meyer_problem, meyer.params(0))
+print("default:", robust)
+print("correct digits:", round(meyer.digits({k: float(v) for k, v in robust.params.items()}), 1))
+
+# %% [markdown]
 # ## Every method, side by side
 # Every named method reaches the same optimum. The compiled solve is cached,
 # so a second call on a problem of the same shapes costs no compilation.
