@@ -8,14 +8,12 @@ __all__ = ["FLAGS", "describe_flags"]
 FLAGS: dict[str, str] = {
     "call_limit": "the engine ran out of steps (max_steps) before its convergence test passed",
     "solver_failed": "the engine stopped on a failure, not on its convergence test",
-    "not_converged": "the engine's own convergence test did not pass",
     "non_finite": "the loss, its gradient or the params are not finite (NaN or inf) at the result",
     "above_max_edm": "the estimated distance to the minimum (edm) is above max_edm: the minimum is further on",
     "curvature_not_positive_definite": "the curvature at the result is not positive definite: it is a "
     "saddle, a flat direction or a maximum, not a well-defined minimum",
     "nonfinite_steps": "more than a small fraction of the steps met non-finite values and were skipped or zeroed",
     "interrupted": "the run was interrupted before it finished",
-    "never_moved": "no step changed the params: the result is the start",
 }
 
 
