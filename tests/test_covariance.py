@@ -159,11 +159,17 @@ def test_float32_warns_once_and_suggests_enable_x64(linear, monkeypatch):
     problem, params, _ = linear
     monkeypatch.setattr(_config, "_warned_float32", False)
     single = jax.tree.map(lambda v: v.astype(jnp.float32), params)
-    with pytest.warns(UserWarning, match=r"enable_x64\(\)"):
-        fk.covariance(problem, single)
+    # with x64 on, float32 params are cast to float64: no float32 curvature, no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fk.hessian(problem.nll, single)
+        cov = fk.covariance(problem, single)
+    assert cov.matrix.dtype == jnp.float64
+    # float32 curvature (x64 off) warns once, naming the fix
+    with pytest.warns(UserWarning, match=r"enable_x64\(\)"):
+        _config.warn_if_float32(jnp.float32, "The covariance")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _config.warn_if_float32(jnp.float32, "The covariance")
 
 
 def test_laplace_draws_have_the_right_mean_and_covariance(linear):
