@@ -124,9 +124,20 @@ class Covariance(eqx.Module):
 
     # ------------------------------------------------------------ draws and bands
     def _root(self) -> Float[Array, "n n"]:
-        """A square root `L` with `L L^T = matrix`, valid for singular (pseudo-inverse) matrices too."""
-        values, vectors = jnp.linalg.eigh(self.matrix)
-        return vectors * jnp.sqrt(jnp.clip(values, 0.0))
+        """A square root `L` with `L L^T = matrix`, valid for singular (pseudo-inverse) matrices too.
+
+        The matrix is factored in its diagonally scaled basis, `C = D R D` with
+        `D = sqrt(diag C)` and `R` the correlation matrix: the eigenvalues of `R`
+        are resolved to machine precision relative to 1, whereas those of `C`
+        itself only relative to its largest variance, which loses every
+        direction whose variance is below `eps * max variance` (a covariance
+        spanning 1e-4..3e13 then gives spreads many times too large).
+        """
+        scale = jnp.sqrt(jnp.clip(jnp.diag(self.matrix), 0.0))
+        safe = jnp.where(scale > 0, scale, 1.0)
+        correlation = self.matrix / jnp.outer(safe, safe)
+        values, vectors = jnp.linalg.eigh(0.5 * (correlation + correlation.T))
+        return (scale[:, None] * vectors) * jnp.sqrt(jnp.clip(values, 0.0))
 
     def sample(self, key: PRNGKeyArray, n: int) -> Any:
         """Laplace draws: `n` params from the normal approximation `N(mean, matrix)`.
