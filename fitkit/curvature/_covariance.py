@@ -46,6 +46,8 @@ class Covariance(eqx.Module):
         names: flat scalar parameter names (`wfe[3]`) labelling rows and columns.
         method: how it was computed (`"hessian"`, `"fisher:svd"`, `"fisher:matrix"`).
         dropped: directions dropped by a regularised (pseudo-)inverse, in words.
+        scale: the factor the inverse curvature was multiplied by (1 unless
+            `fk.covariance(..., scale="chi2r")` or a number was asked for).
 
     Example:
         >>> cov = fk.covariance(problem, result)
@@ -59,6 +61,7 @@ class Covariance(eqx.Module):
     names: tuple[str, ...] = eqx.field(static=True)
     method: str = eqx.field(static=True, default="")
     dropped: tuple[str, ...] = eqx.field(static=True, default=())
+    scale: float = eqx.field(static=True, default=1.0)
 
     def __init__(
         self,
@@ -66,6 +69,7 @@ class Covariance(eqx.Module):
         mean: Any,
         method: str = "",
         dropped: Sequence[str] = (),
+        scale: float = 1.0,
     ):
         matrix = jnp.asarray(matrix)
         n = tree.size(mean)
@@ -78,6 +82,7 @@ class Covariance(eqx.Module):
         self.names = tuple(tree.names(mean))
         self.method = str(method)
         self.dropped = tuple(str(d) for d in dropped)
+        self.scale = float(scale)
 
     # ------------------------------------------------------------ summaries
     @property
@@ -199,17 +204,26 @@ class Covariance(eqx.Module):
         """Write the covariance to one `.npz` file (params made of dicts, lists, tuples and arrays)."""
         _io.save_npz(
             path,
-            {"matrix": self.matrix, "mean": self.mean, "method": self.method, "dropped": list(self.dropped)},
+            {
+                "matrix": self.matrix,
+                "mean": self.mean,
+                "method": self.method,
+                "dropped": list(self.dropped),
+                "scale": self.scale,
+            },
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Covariance:
         """Read a covariance written by `save`; arrays come back bit for bit."""
         fields = _io.load_npz(path)
-        return cls(fields["matrix"], fields["mean"], fields["method"], fields["dropped"])
+        return cls(
+            fields["matrix"], fields["mean"], fields["method"], fields["dropped"], fields.get("scale", 1.0)
+        )
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{n}={s:.3g}" for n, s in zip(self.names[:6], np.asarray(self.flat_std)))
         more = ", ..." if self.size > 6 else ""
         extra = f", {len(self.dropped)} dropped directions" if self.dropped else ""
+        extra += f", scaled by {self.scale:.6g}" if self.scale != 1.0 else ""
         return f"Covariance({self.method or 'matrix'}: {self.size} params; std {shown}{more}{extra})"

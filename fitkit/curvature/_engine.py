@@ -45,6 +45,7 @@ def covariance(
     max_memory: int | float | None = None,
     regularise: bool | float | None = None,
     devices: Sequence[jax.Device] | None = None,
+    scale: str | float | None = None,
 ) -> Covariance:
     """The covariance of the params at a mode: the inverse curvature of the problem's nll.
 
@@ -71,6 +72,14 @@ def covariance(
             diagonal-normalised matrix is below `regularise` times the largest.
             Dropped directions are listed in a warning and in `Covariance.dropped`.
         devices: devices to spread the blocks over (default: all).
+        scale: `None` (default): the errors in the data are taken as true
+            standard deviations. `"chi2r"`: multiply the covariance by the
+            reduced chi-squared at `params`, as lmfit does by default
+            (`scale_covar=True`): use it when the errors are only relative
+            (all points equally uncertain, `error=1`) or of unknown size, never
+            when they are known, since a poor fit then inflates the error bars
+            instead of being noticed. A positive number: multiply by it.
+            `Covariance.scale` records the factor applied.
 
     Returns:
         A `Covariance` (`matrix`, `std`, `correlation`, `names`, `sample`, `predict`, ...).
@@ -92,6 +101,7 @@ def covariance(
         not isinstance(regularise, bool) and isinstance(regularise, (int, float)) and regularise < 0
     ):
         raise ValueError(f"regularise must be None, True, or a non-negative float, got {regularise!r}")
+    factor = _scale_factor(problem, params, scale)
     params = check_problem(problem, params, "fk.covariance")
     if is_tracing(params):
         raise TypeError(
@@ -131,4 +141,29 @@ def covariance(
             f"and carry no uncertainty:\n{lines}",
             stacklevel=2,
         )
-    return Covariance(jnp.asarray(matrix, dtype=x.dtype), params, label, [d.text for d in dropped])
+    factor = factor(params)
+    return Covariance(
+        jnp.asarray(factor * matrix, dtype=x.dtype), params, label, [d.text for d in dropped], scale=factor
+    )
+
+
+def _scale_factor(problem, params, scale):
+    """Check `scale` before any work; return a function of the params giving the factor."""
+    if scale is None:
+        return lambda _: 1.0
+    if isinstance(scale, str):
+        if scale != "chi2r":
+            raise ValueError(f"unknown scale {scale!r}; give None, 'chi2r' or a positive number")
+        if getattr(problem, "likelihood", "normal") != "normal":
+            raise ValueError(
+                "scale='chi2r' rescales Gaussian errors of unknown size; this problem's likelihood is "
+                f"{problem.likelihood!r}, whose variance is fixed by the model: leave scale=None"
+            )
+        return lambda p: float(problem.chi2r(p))
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not (scale > 0 and np.isfinite(scale))
+    ):
+        raise ValueError(f"scale must be None, 'chi2r' or a positive finite number, got {scale!r}")
+    return lambda _: float(scale)
