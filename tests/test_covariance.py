@@ -161,7 +161,7 @@ def test_float32_warns_once_and_suggests_enable_x64(linear, monkeypatch):
     single = jax.tree.map(lambda v: v.astype(jnp.float32), params)
     # with x64 on, float32 params are cast to float64: no float32 curvature, no warning
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.filterwarnings("error", message=".*float32")
         cov = fk.covariance(problem, single)
     assert cov.matrix.dtype == jnp.float64
     # float32 curvature (x64 off) warns once, naming the fix

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 import lmfit
 import numpy as np
@@ -60,3 +62,14 @@ def test_scale_is_checked_before_any_work():
     with pytest.raises(ValueError, match="likelihood is 'poisson'"):
         fk.covariance(_problem("poisson"), params, scale="chi2r")
     assert fk.covariance(problem, params, scale=4.0).scale == 4.0
+
+
+def test_covariance_away_from_the_minimum_warns():
+    problem = _problem()
+    res = fk.solve(problem, {"amp": jnp.array(1.0), "rate": jnp.array(1.0)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fk.covariance(problem, res.params)  # at the minimum: silent
+    away = {"amp": res.params["amp"] * 1.05, "rate": res.params["rate"]}
+    with pytest.warns(fk.ConvergenceWarning, match="not at a minimum"):
+        fk.covariance(problem, away)

@@ -81,6 +81,11 @@ def covariance(
             instead of being noticed. A positive number: multiply by it.
             `Covariance.scale` records the factor applied.
 
+    Warns:
+        ConvergenceWarning: the params are not at a minimum: the estimated
+            distance to it, `0.5 g^T C g` with `g` the gradient of `problem.nll`
+            and `C` the unscaled covariance, is above 1e-3.
+
     Returns:
         A `Covariance` (`matrix`, `std`, `correlation`, `names`, `sample`, `predict`, ...).
 
@@ -141,10 +146,33 @@ def covariance(
             f"and carry no uncertainty:\n{lines}",
             stacklevel=2,
         )
+    _warn_if_not_at_minimum(problem, params, matrix)
     factor = factor(params)
     return Covariance(
         jnp.asarray(factor * matrix, dtype=x.dtype), params, label, [d.text for d in dropped], scale=factor
     )
+
+
+# Above this estimated distance to the minimum (nll units) the params are not at
+# a mode: the error bars then describe the curvature of a point that is not the optimum.
+MAX_EDM = 1e-3
+
+
+def _warn_if_not_at_minimum(problem, params, matrix) -> None:
+    from .._verdict import _gradient
+    from ..solving._messages import ConvergenceWarning
+
+    _, grad = _gradient(problem, params)
+    grad = np.asarray(grad, np.float64)
+    edm = 0.5 * float(grad @ np.asarray(matrix, np.float64) @ grad)
+    if not edm <= MAX_EDM:
+        warnings.warn(
+            f"fk.covariance: these params are not at a minimum (estimated distance to the minimum "
+            f"edm = {edm:.3g} > {MAX_EDM:g} in nll units), so the error bars describe the curvature "
+            "of a point that is not the optimum; solve first and pass a valid result",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
 
 def _scale_factor(problem, params, scale):
