@@ -361,10 +361,10 @@ def solve(
         result = _solve_latent(
             problem,
             solver,
-            name if projection is None else f"{name}+projection",
+            f"{name}+projection" if projection is not None and attempt == 0 else name,
             objective,
             start,
-            latent if attempt == 0 or projection is None else tree.Layout.of(start),
+            latent if attempt == 0 else tree.Layout.of(start),
             max_steps,
             log_every,
             verbose,
