@@ -66,7 +66,7 @@ def _edm_dense(problem, params, grad) -> tuple[float, bool]:
 
     matrix = np.asarray(hessian(problem.nll, params))
     if not np.all(np.isfinite(matrix)):
-        return float("nan"), False
+        return float("nan"), False  # non-finite curvature: judged as non-finite by `assess`
     eps = float(jnp.finfo(matrix.dtype).eps)
     spectrum = spectrum_of_matrix(matrix, eps)
     top = max(float(spectrum.values.max()), 0.0)
@@ -76,7 +76,7 @@ def _edm_dense(problem, params, grad) -> tuple[float, bool]:
     scaled = spectrum.vectors.T @ (spectrum.scale * np.asarray(grad, np.float64))
     keep = spectrum.values > spectrum.rtol * top
     edm = 0.5 * float(np.sum(scaled[keep] ** 2 / spectrum.values[keep]))
-    return (edm if positive else max(edm, float("inf"))), positive
+    return (edm if positive else float("inf")), positive
 
 
 def _edm_iterative(problem, params, grad) -> tuple[float, bool]:
@@ -110,7 +110,9 @@ def assess(
     edm = float("nan")
     if finite:
         edm, positive = (_edm_dense if x.size <= DENSE_LIMIT else _edm_iterative)(problem, params, grad)
-        if not positive:
+        if np.isnan(edm):
+            flags.append("non_finite")
+        elif not positive:
             flags.append("curvature_not_positive_definite")
         elif not edm <= max_edm:
             flags.append("above_max_edm")

@@ -106,7 +106,7 @@ def covariance(
         not isinstance(regularise, bool) and isinstance(regularise, (int, float)) and regularise < 0
     ):
         raise ValueError(f"regularise must be None, True, or a non-negative float, got {regularise!r}")
-    factor = _scale_factor(problem, params, scale)
+    _check_scale(problem, scale)
     params = check_problem(problem, params, "fk.covariance")
     if is_tracing(params):
         raise TypeError(
@@ -147,7 +147,7 @@ def covariance(
             stacklevel=2,
         )
     _warn_if_not_at_minimum(problem, params, matrix)
-    factor = factor(params)
+    factor = float(problem.chi2r(params)) if scale == "chi2r" else 1.0 if scale is None else float(scale)
     return Covariance(
         jnp.asarray(factor * matrix, dtype=x.dtype), params, label, [d.text for d in dropped], scale=factor
     )
@@ -175,10 +175,10 @@ def _warn_if_not_at_minimum(problem, params, matrix) -> None:
         )
 
 
-def _scale_factor(problem, params, scale):
-    """Check `scale` before any work; return a function of the params giving the factor."""
+def _check_scale(problem, scale) -> None:
+    """Check `scale` before any work: None, "chi2r" (normal likelihood only) or a positive number."""
     if scale is None:
-        return lambda _: 1.0
+        return
     if isinstance(scale, str):
         if scale != "chi2r":
             raise ValueError(f"unknown scale {scale!r}; give None, 'chi2r' or a positive number")
@@ -187,11 +187,10 @@ def _scale_factor(problem, params, scale):
                 "scale='chi2r' rescales Gaussian errors of unknown size; this problem's likelihood is "
                 f"{problem.likelihood!r}, whose variance is fixed by the model: leave scale=None"
             )
-        return lambda p: float(problem.chi2r(p))
+        return
     if (
         isinstance(scale, bool)
         or not isinstance(scale, (int, float))
         or not (scale > 0 and np.isfinite(scale))
     ):
         raise ValueError(f"scale must be None, 'chi2r' or a positive finite number, got {scale!r}")
-    return lambda _: float(scale)

@@ -53,6 +53,8 @@ _COUNTERS = ("steps", "terminate", "result", "accepted", "extra_evals", "stalled
 # This many rejected trials in a row (a backtracking search has then shrunk the
 # step by 2**-60, far below float64 precision) end it as converged ("stalled").
 STALL = 60
+# Above this many params method="auto" uses L-BFGS where it would use Newton.
+NEWTON_LIMIT = 500
 
 
 class _Carry(eqx.Module):
@@ -182,6 +184,11 @@ def _run(problem, solver, start, latent, *, objective, max_steps, log_every, rep
     return {"best": best_params, "final": final_params}, packed
 
 
+def _curvature_method(params) -> str:
+    """Newton (exact Hessian: insensitive to the params' units) where a Hessian per step is affordable."""
+    return "newton" if tree.size(params) <= NEWTON_LIMIT else "lbfgs"
+
+
 def _positive(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -235,8 +242,9 @@ def solve(
     no priors (a trust-region least-squares method), else the exact-Hessian
     trust-region `"newton"` (up to 500 params) or `"lbfgs"`, with tight
     tolerances (`rtol=1e-10`, `atol=1e-14`). When that result is not valid
-    (see below) it retries from where it stopped with `"newton"` (exact
-    curvature: insensitive to the params' units) up to `retries` times, as
+    (see below) it retries with `"newton"` (exact curvature: insensitive
+    to the params' units; `"lbfgs"` above 500 params) up to `retries` times,
+    from where it stopped or, from a saddle or a flat region, from the start, as
     MINUIT's MIGRAD iterates; `stats["tried"]` lists the methods run.
 
     Every result carries a verdict: `res.edm` is the estimated distance to
@@ -327,9 +335,8 @@ def solve(
     params = start_params(params)
     problem.check(params)
     auto = isinstance(method, str) and method.strip().lower() == "auto"
-    tight = auto or not isinstance(method, str)
-    rtol = _positive((1e-10 if tight else 1e-8) if rtol is None else rtol, "rtol")
-    atol = _positive((1e-14 if tight else 1e-8) if atol is None else atol, "atol")
+    rtol = _positive((1e-10 if auto else 1e-8) if rtol is None else rtol, "rtol")
+    atol = _positive((1e-14 if auto else 1e-8) if atol is None else atol, "atol")
     max_steps = whole(max_steps, "max_steps")
     log_every = whole(log_every, "log_every")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -337,8 +344,7 @@ def solve(
     if max_edm is not None:
         max_edm = _positive(max_edm, "max_edm")
     if auto:
-        n = tree.size(params)
-        method = "levenberg-marquardt" if not problem.priors else ("newton" if n <= 500 else "lbfgs")
+        method = "levenberg-marquardt" if not problem.priors else _curvature_method(params)
         if solver_options:
             raise TypeError(
                 f"solver options {sorted(solver_options)} need a named method; method='auto' picks one itself"
@@ -377,7 +383,7 @@ def solve(
             break
         if attempt > 0 and not onward:
             break  # the fallback has already run from the user's start
-        method = "newton" if tree.size(params) <= 500 else "lbfgs"
+        method = _curvature_method(params)
     if len(tried) > 1:
         result = dataclasses.replace(
             result,
