@@ -10,7 +10,7 @@ from .fitting import Stopper, delay, fit, natural_gradient
 from .module import Module
 from .observation import Observation, ObservationError, valid_mask
 from .problem import ParamsError, ParamsTypeError, Problem
-from .projection import Projection, ProjectionError
+from .projection import Projection, ProjectionError, TruncationWarning
 from .results import FitResult
 from .sampling import Posterior, sample
 from .solving import ConvergenceError, ConvergenceWarning, solve
@@ -49,6 +49,7 @@ __all__ = [
     "natural_gradient",
     "Projection",
     "ProjectionError",
+    "TruncationWarning",
     "sample",
     "Posterior",
     "analyse",

@@ -501,6 +501,11 @@ def analyse(
         posterior = sample_engine(problem, current, progress=progress, **sample_options)
         timings["sample"] = time.perf_counter() - t0
         summary = posterior.summary()
+        if posterior.unsampled:
+            notes.append(
+                f"{', '.join(posterior.unsampled)} not sampled along a dropped direction: their "
+                "posterior spread is unknown (NaN in the summary)"
+            )
         if posterior.diagnostics["divergences"]:
             notes.append(f"{posterior.diagnostics['divergences']} divergent transitions after warm-up")
         high = summary.index[summary["r_hat"] > 1.01].tolist()

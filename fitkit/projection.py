@@ -12,11 +12,19 @@ from jaxtyping import Array, Float
 from . import tree
 from .curvature._diagnose import CurvatureError, check_finite, problems, spectrum_of_matrix
 
-__all__ = ["Projection", "ProjectionError"]
+__all__ = ["Projection", "ProjectionError", "TruncationWarning"]
+
+# The share of a param's normalised axis lying in dropped directions above
+# which its projected spread is no longer its spread.
+UNSAMPLED_WEIGHT = 1e-6
 
 
 class ProjectionError(CurvatureError):
     """The matrix cannot define a projection: wrong shape, not symmetric, or with unconstrained directions."""
+
+
+class TruncationWarning(UserWarning):
+    """A truncated projection leaves some params unsampled along the directions it dropped."""
 
 
 def _spectrum(matrix, names: list[str], what: str, truncate: float | None):
@@ -47,7 +55,11 @@ def _spectrum(matrix, names: list[str], what: str, truncate: float | None):
             [d.text for d in found],
         )
     keep = spectrum.values > spectrum.rtol * max(float(spectrum.values.max()), 0.0)
-    return spectrum, np.flatnonzero(keep), [d.text for d in found]
+    # A param whose (normalised) axis has any weight in a dropped direction is
+    # not sampled along it: its spread would come out too small, down to zero.
+    inside = np.sum(spectrum.vectors[:, ~keep] ** 2, axis=1)
+    unsampled = [name for name, weight in zip(names, inside) if weight > UNSAMPLED_WEIGHT]
+    return spectrum, np.flatnonzero(keep), [d.text for d in found], unsampled
 
 
 class Projection(eqx.Module):
@@ -67,6 +79,9 @@ class Projection(eqx.Module):
         inverse: the left inverse of `P`, shape `(dim, n_params)`.
         names: flat parameter names.
         dropped: descriptions of the directions removed by truncation.
+        unsampled: the flat names of params with weight in a dropped direction:
+            along it they stay at `center`, so a spread computed through the
+            projection (`fk.sample` draws) is too small for them, down to zero.
 
     Example:
         >>> F = fk.fisher(prob, params)
@@ -81,6 +96,7 @@ class Projection(eqx.Module):
     layout: tree.Layout
     names: tuple[str, ...] = eqx.field(static=True)
     dropped: tuple[str, ...] = eqx.field(static=True)
+    unsampled: tuple[str, ...] = eqx.field(static=True, default=())
 
     @property
     def dim(self) -> int:
@@ -96,7 +112,7 @@ class Projection(eqx.Module):
         return self.inverse @ (self.layout.to_latent(params) - self.center)
 
     @classmethod
-    def _build(cls, center, matrix, inverse, names, dropped, layout, dtype):
+    def _build(cls, center, matrix, inverse, names, dropped, unsampled, layout, dtype):
         return cls(
             center=center,
             matrix=jnp.asarray(matrix, dtype),
@@ -104,6 +120,7 @@ class Projection(eqx.Module):
             layout=layout,
             names=tuple(names),
             dropped=tuple(dropped),
+            unsampled=tuple(unsampled),
         )
 
     @classmethod
@@ -128,12 +145,12 @@ class Projection(eqx.Module):
         layout = tree.Layout.of(center)
         flat = layout.to_latent(center)
         names = tree.names(center)
-        spectrum, keep, dropped = _spectrum(fisher, names, "Fisher", truncate)
+        spectrum, keep, dropped, unsampled = _spectrum(fisher, names, "Fisher", truncate)
         lam, vec, scale = spectrum.values[keep], spectrum.vectors[:, keep], spectrum.scale
         # P = D V L^-1/2 whitens: P^T F P = L^-1/2 V^T (D F D) V L^-1/2 = I.
         matrix = scale[:, None] * vec / np.sqrt(lam)[None, :]
         inverse = (np.sqrt(lam)[:, None] * vec.T) / scale[None, :]
-        return cls._build(flat, matrix, inverse, names, dropped, layout, flat.dtype)
+        return cls._build(flat, matrix, inverse, names, dropped, unsampled, layout, flat.dtype)
 
     @classmethod
     def from_covariance(
@@ -154,12 +171,12 @@ class Projection(eqx.Module):
         layout = tree.Layout.of(center)
         flat = layout.to_latent(center)
         names = tree.names(center)
-        spectrum, keep, dropped = _spectrum(covariance, names, "covariance", truncate)
+        spectrum, keep, dropped, unsampled = _spectrum(covariance, names, "covariance", truncate)
         lam, vec, scale = spectrum.values[keep], spectrum.vectors[:, keep], spectrum.scale
         # Here D = diag(C)^-1/2 and C = D^-1 V L V^T D^-1, so P = D^-1 V L^1/2.
         matrix = vec * np.sqrt(lam)[None, :] / scale[:, None]
         inverse = (vec.T / np.sqrt(lam)[:, None]) * scale[None, :]
-        return cls._build(flat, matrix, inverse, names, dropped, layout, flat.dtype)
+        return cls._build(flat, matrix, inverse, names, dropped, unsampled, layout, flat.dtype)
 
 
 CURVATURES = ("fisher", "hessian")

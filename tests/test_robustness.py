@@ -18,7 +18,6 @@ its two starts), so they are in the default suite.
 from __future__ import annotations
 
 import functools
-import warnings
 
 import pytest
 
@@ -39,25 +38,7 @@ def problem(name: str) -> fk.Problem:
 
 def default_calls(name: str, start: int) -> dict:
     """`fk.solve` then `fk.covariance` as the docs show them; the verdict and the digits."""
-    case = nls.CASES[name]
-    prob = problem(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a flagged result warns; the flags are what is checked
-        res = fk.solve(prob, case.params(start))
-        try:
-            fk.covariance(prob, res.params)
-            curvature = "ok"
-        except fk.CurvatureError as error:
-            curvature = f"CurvatureError: {error}"
-    params = {k: float(v) for k, v in res.params.items()}
-    return {
-        "digits": case.digits(params),
-        "minimum": case.which(params),
-        "valid": bool(res.valid) and curvature == "ok",
-        "result": res,
-        "curvature": curvature,
-        "params": params,
-    }
+    return nls.default_calls(nls.CASES[name], problem(name), start)
 
 
 @pytest.mark.parametrize(("name", "start"), RUNS)

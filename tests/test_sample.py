@@ -120,3 +120,20 @@ def test_bad_arguments():
         sample(problem, params, projection=np.eye(4))
     with pytest.raises(fk.ParamsError, match="big"):
         sample(problem, {"small": params["small"]}, projection=projection)
+
+
+def test_a_truncated_projection_does_not_report_zero_spread_for_what_it_dropped():
+    # `big[1]` does not enter the model, so its direction is unconstrained; a
+    # truncated projection holds it at the center and its draws have no spread.
+    design = jnp.array([[1.0, 0.5, 0.0, 0.0], [0.2, 1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
+    data = np.array([0.3, -0.1, 0.4])
+    problem = fk.Problem(Linear(design=design), Direct(data=data, error=np.ones(3)))
+    params = {"small": jnp.zeros(2), "big": jnp.array([0.2, 0.0])}
+    with pytest.warns(fk.TruncationWarning, match=r"big\[1\] stay at the center"):
+        post = sample(problem, params, truncate=1e-10, num_warmup=50, num_samples=200, progress=False)
+    assert post.unsampled == ("big[1]",)
+    summary = post.summary()
+    assert np.isnan(summary.loc["big[1]", "std"]) and np.isnan(summary.loc["big[1]", "q5"])
+    assert np.ptp(post.flat()[..., 1]) == 0.0  # the draws themselves never moved along it
+    # the params the projection kept are sampled as usual: big[0] ~ N(0.2, 1/4)
+    assert 0.35 < summary.loc["big[0]", "std"] < 0.65 and summary.loc["big[0]", "mean"] == pytest.approx(0.2, abs=0.15)

@@ -73,6 +73,7 @@ from ..observation import Observation
 from ..problem import Problem
 
 __all__ = [
+    "default_calls",
     "Case",
     "CASES",
     "Function",
@@ -773,3 +774,47 @@ SCIPY_TIGHT_6: frozenset[tuple[str, int]] = frozenset(
         ("osborne2", 1),
     }
 )
+
+
+def default_calls(case: Case, problem: Problem, start: int) -> dict[str, Any]:
+    """A new user's calls on `case` from start number `start`: `fk.solve` then `fk.covariance`.
+
+    Both with no options; their warnings are silenced (the verdict is what is returned).
+
+    Args:
+        case: the test problem.
+        problem: `case.build()` (built once and passed in, so its compilation is reused).
+        start: 0 for the paper's `x0`, 1 for `10 * x0`.
+
+    Returns:
+        A dict: `result` (the `FitResult`), `curvature` (`"ok"` or the `CurvatureError`
+        text), `valid` (`result.valid` and a covariance exists), `digits` and `minimum`
+        (against `case.minima()`), and `params` as floats.
+
+    Example:
+        >>> case = CASES["meyer"]
+        >>> default_calls(case, case.build(), 0)["valid"]
+        True
+    """
+    import warnings
+
+    from ..curvature import CurvatureError, covariance
+    from ..solving import solve
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = solve(problem, case.params(start))
+        try:
+            covariance(problem, result.params)
+            curvature = "ok"
+        except CurvatureError as error:
+            curvature = f"CurvatureError: {str(error)[:200]}"
+    params = {k: float(v) for k, v in result.params.items()}
+    return {
+        "result": result,
+        "curvature": curvature,
+        "valid": bool(result.valid) and curvature == "ok",
+        "digits": case.digits(params),
+        "minimum": case.which(params),
+        "params": params,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -14,7 +15,7 @@ from numpyro.infer import MCMC, NUTS
 from .. import tree
 from .._checks import whole
 from ..problem import Problem
-from ..projection import Projection, resolve_projection
+from ..projection import Projection, TruncationWarning, resolve_projection
 from ..results import start_params
 from ._posterior import Posterior
 
@@ -77,6 +78,9 @@ def sample(
         target_accept: target acceptance probability of step-size adaptation.
         jitter: standard deviation of the chains' starting points in latent units.
         truncate: passed to `Projection.from_fisher` when one is built here.
+            Params with weight in a dropped direction are not sampled along
+            it: a `TruncationWarning` names them, and `Posterior.summary`
+            reports NaN for their spread instead of a spread that is too small.
 
     Returns:
         A `Posterior`.
@@ -100,6 +104,14 @@ def sample(
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
     proj = resolve_projection(problem, params, "hessian" if projection is None else projection, truncate)
+    if proj.unsampled:
+        warnings.warn(
+            f"the projection drops {len(proj.dropped)} direction(s) ({'; '.join(proj.dropped)}), so "
+            f"{', '.join(proj.unsampled)} stay at the center along them: their posterior spread is not "
+            "sampled and Posterior.summary reports NaN for it. Fix or remove these params, or add a prior.",
+            TruncationWarning,
+            stacklevel=2,
+        )
     prior = dist.Normal(0.0, 100.0) if latent_prior is None else latent_prior
     if not hasattr(prior, "log_prob"):
         raise TypeError("latent_prior must be a numpyro distribution")
@@ -172,6 +184,7 @@ def sample(
         "latent_prior": repr(prior) if latent_prior is not None else "Normal(0, 100) per latent coordinate",
         "latent_dim": proj.dim,
         "dropped_directions": list(proj.dropped),
+        "unsampled_params": list(proj.unsampled),
     }
     return Posterior(
         samples=samples,

@@ -59,9 +59,24 @@ class Posterior(eqx.Module):
         leaves = [np.reshape(np.asarray(x), (chains, draws, -1)) for x in jax.tree.leaves(self.samples)]
         return np.concatenate(leaves, axis=-1)
 
+    @property
+    def unsampled(self) -> tuple[str, ...]:
+        """Params a truncated projection held at its center along a dropped direction."""
+        return tuple(self.config.get("unsampled_params", ()))
+
     def summary(self, prob: float = 0.9):
-        """A DataFrame per flat param: mean, std, median, central `prob` interval, ESS bulk/tail, R-hat."""
-        return summary_frame(self.flat(), list(self.names), prob)
+        """A DataFrame per flat param: mean, std, median, central `prob` interval, ESS bulk/tail, R-hat.
+
+        Params in `unsampled` get NaN for their std, interval, ESS and R-hat:
+        the draws did not explore them fully, so any spread would be too small.
+        """
+        if not self.unsampled:
+            return summary_frame(self.flat(), list(self.names), prob)
+        with np.errstate(invalid="ignore", divide="ignore"):  # the ESS of a constant draw is 0/0
+            frame = summary_frame(self.flat(), list(self.names), prob)
+        spread = [c for c in frame.columns if c not in ("mean", "median")]
+        frame.loc[list(self.unsampled), spread] = np.nan
+        return frame
 
     def to_dataframe(self):
         """Every draw as a row: `chain`, `draw`, then one column per flat param name."""

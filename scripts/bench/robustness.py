@@ -51,20 +51,11 @@ RIGHT, WRONG = 6.0, 4.0
 def run_fitkit(prob, case, start):
     """The default calls; their verdict, digits and wall time (compilation included)."""
     begin = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = fk.solve(prob, case.params(start))
-        try:
-            fk.covariance(prob, res.params)
-            curvature = "ok"
-        except fk.CurvatureError as error:
-            curvature = f"CurvatureError: {str(error)[:200]}"
+    out = nls.default_calls(case, prob, start)
     wall = time.perf_counter() - begin
-    params = {k: float(v) for k, v in res.params.items()}
+    res = out.pop("result")
     return {
-        "digits": case.digits(params),
-        "minimum": case.which(params),
-        "valid": bool(res.valid) and curvature == "ok",
+        **out,
         "res_valid": bool(res.valid),
         "flags": list(res.flags),
         "edm": float(res.edm),
@@ -73,10 +64,8 @@ def run_fitkit(prob, case, start):
         "message": res.message,
         "steps": int(res.steps),
         "sum_squares": float(prob.chi2(res.params)),
-        "curvature": curvature,
         "compile_s": float(res.compile_time),
         "wall_s": wall,
-        "params": params,
     }
 
 
@@ -94,7 +83,6 @@ def run_scipy(prob, case, start, tight):
         "nfev": int(out.nfev),
         "sum_squares": float(2 * out.cost),
         "wall_s": wall,
-        "params": params,
     }
 
 
