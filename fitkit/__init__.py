@@ -1,27 +1,87 @@
-"""fitkit: fit differentiable scientific models to data, and say how sure the fit is."""
+"""fitkit: fit differentiable scientific models to data, and say how sure the fit is.
 
-from . import examples, plot, stats, tree
+`import fitkit` loads only what every model needs (modules, observations,
+problems, results); the engines and their libraries (optimistix, optax,
+numpyro, lineax) and the plotting and table libraries (matplotlib,
+chainconsumer, pandas, arviz) load on first use of the name that needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import _cache, stats, tree
+from ._cache import clear_caches, enable_compile_cache
 from ._config import enable_x64, info
 from ._flags import FLAGS
 from ._io import FitKitFileError
-from .analysis import Analysis, analyse
-from .curvature import Covariance, CurvatureError, covariance, fisher, hessian, jacobian
-from .fitting import Stopper, delay, fit, natural_gradient
 from .module import Module
 from .observation import Observation, ObservationError, valid_mask
 from .problem import ParamsError, ParamsTypeError, Problem
-from .projection import Projection, ProjectionError, TruncationWarning
 from .results import FitResult
-from .sampling import Posterior, sample
-from .solving import ConvergenceError, ConvergenceWarning, solve
 from .tree import PathError
 
 __version__ = "0.1.0"
+
+_cache.enable_from_environment()
+
+# public name -> the module that defines it, imported on first access (PEP 562)
+_LAZY = {
+    "examples": "fitkit.examples",
+    "plot": "fitkit.plot",
+    "Analysis": "fitkit.analysis",
+    "analyse": "fitkit.analysis",
+    "Covariance": "fitkit.curvature",
+    "CurvatureError": "fitkit.curvature",
+    "covariance": "fitkit.curvature",
+    "fisher": "fitkit.curvature",
+    "hessian": "fitkit.curvature",
+    "jacobian": "fitkit.curvature",
+    "Stopper": "fitkit.fitting",
+    "delay": "fitkit.fitting",
+    "fit": "fitkit.fitting",
+    "natural_gradient": "fitkit.fitting",
+    "Projection": "fitkit.projection",
+    "ProjectionError": "fitkit.projection",
+    "TruncationWarning": "fitkit.projection",
+    "Posterior": "fitkit.sampling",
+    "sample": "fitkit.sampling",
+    "ConvergenceError": "fitkit.solving",
+    "ConvergenceWarning": "fitkit.solving",
+    "solve": "fitkit.solving",
+}
+
+if TYPE_CHECKING:
+    from . import examples, plot
+    from .analysis import Analysis, analyse
+    from .curvature import Covariance, CurvatureError, covariance, fisher, hessian, jacobian
+    from .fitting import Stopper, delay, fit, natural_gradient
+    from .projection import Projection, ProjectionError, TruncationWarning
+    from .sampling import Posterior, sample
+    from .solving import ConvergenceError, ConvergenceWarning, solve
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'fitkit' has no attribute {name!r}")
+    module = importlib.import_module(where)
+    value = module if where == f"fitkit.{name}" else getattr(module, name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "__version__",
     "enable_x64",
     "info",
+    "enable_compile_cache",
+    "clear_caches",
     "tree",
     "stats",
     "examples",

@@ -7,9 +7,9 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-__all__ = ["enable_x64", "info", "warn_if_float32"]
+from ._cache import once
 
-_warned_float32 = False
+__all__ = ["enable_x64", "info", "warn_if_float32"]
 
 
 def enable_x64(enable: bool = True) -> None:
@@ -54,9 +54,7 @@ def info() -> dict:
 
 def warn_if_float32(dtype, what: str) -> None:
     """Warn once per session that `what` is being computed in single precision."""
-    global _warned_float32
-    if jnp.dtype(dtype) == jnp.float32 and not _warned_float32:
-        _warned_float32 = True
+    if jnp.dtype(dtype) == jnp.float32 and once("float32 curvature"):
         warnings.warn(
             f"{what} is computed in float32, where curvature of physical models is "
             "often inaccurate or NaN; call fitkit.enable_x64() at the start of the "

@@ -12,6 +12,8 @@ FLAGS: dict[str, str] = {
     "above_max_edm": "the estimated distance to the minimum (edm) is above max_edm: the minimum is further on",
     "curvature_not_positive_definite": "the curvature at the result is not positive definite: it is a "
     "saddle, a flat direction or a maximum, not a well-defined minimum",
+    "edm_not_converged": "the conjugate-gradient estimate of the edm did not converge (the curvature is too "
+    "ill-conditioned for the iterative check used above the dense limit), so the distance to the minimum is unknown",
     "nonfinite_steps": "more than a small fraction of the steps met non-finite values and were skipped or zeroed",
     "interrupted": "the run was interrupted before it finished",
 }

@@ -14,6 +14,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import stats, tree
+from ._cache import registry
 from .observation import Observation, ObservationError
 
 __all__ = ["Problem", "ParamsError", "ParamsTypeError"]
@@ -139,10 +140,6 @@ def _check_start(problem: Problem, params: Any) -> None:
                 f"{type(prior).__name__} ({prior.support}): value {shown}, prior log-density "
                 f"{np.ravel(log_prob)[:3].tolist()}; start inside the support"
             )
-
-
-# id(problem) -> (weakref to problem, set of checked params signatures)
-_CHECKED: dict[int, tuple[weakref.ref, set]] = {}
 
 
 # The methods every engine builds on: a subclass may add methods, not replace these.
@@ -319,13 +316,15 @@ class Problem(eqx.Module):
             for p, x in zip(tree.leaf_paths(params), jax.tree.leaves(params))
         )
         signature = (jax.tree.structure(params), signature)
-        entry = _CHECKED.get(id(self))
+        # id(problem) -> (weakref to problem, set of checked params signatures)
+        checked = registry.get("checked structures")
+        entry = checked.get(id(self))
         if entry is not None and entry[0]() is self and signature in entry[1]:
             return
         self._check(params)
         if entry is None or entry[0]() is not self:
             entry = (weakref.ref(self), set())
-            _CHECKED[id(self)] = entry
+            checked[id(self)] = entry
         entry[1].add(signature)
 
     def _check(self, params: Any) -> None:

@@ -3,7 +3,7 @@ import warnings
 import jax.numpy as jnp
 
 import fitkit as fk
-from fitkit import _config
+from fitkit import _cache, _config
 
 
 def test_info_reports_backend_and_precision():
@@ -13,7 +13,7 @@ def test_info_reports_backend_and_precision():
 
 
 def test_float32_warning_is_given_once(monkeypatch):
-    monkeypatch.setattr(_config, "_warned_float32", False)
+    _cache.registry.get("once").pop("float32 curvature", None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _config.warn_if_float32(jnp.float32, "the Hessian")

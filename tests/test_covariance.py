@@ -10,7 +10,7 @@ import numpyro.distributions as dist
 import pytest
 
 import fitkit as fk
-from fitkit import _config
+from fitkit import _cache, _config
 
 
 class Linear(fk.Module):
@@ -157,7 +157,7 @@ def test_bad_arguments(linear):
 
 def test_float32_warns_once_and_suggests_enable_x64(linear, monkeypatch):
     problem, params, _ = linear
-    monkeypatch.setattr(_config, "_warned_float32", False)
+    _cache.registry.get("once").pop("float32 curvature", None)
     single = jax.tree.map(lambda v: v.astype(jnp.float32), params)
     # with x64 on, float32 params are cast to float64: no float32 curvature, no warning
     with warnings.catch_warnings():

@@ -136,4 +136,6 @@ def test_a_truncated_projection_does_not_report_zero_spread_for_what_it_dropped(
     assert np.isnan(summary.loc["big[1]", "std"]) and np.isnan(summary.loc["big[1]", "q5"])
     assert np.ptp(post.flat()[..., 1]) == 0.0  # the draws themselves never moved along it
     # the params the projection kept are sampled as usual: big[0] ~ N(0.2, 1/4)
-    assert 0.35 < summary.loc["big[0]", "std"] < 0.65 and summary.loc["big[0]", "mean"] == pytest.approx(0.2, abs=0.15)
+    assert 0.35 < summary.loc["big[0]", "std"] < 0.65 and summary.loc["big[0]", "mean"] == pytest.approx(
+        0.2, abs=0.15
+    )

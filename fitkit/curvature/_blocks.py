@@ -20,6 +20,8 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
+from .._cache import memo, structure_key
+
 __all__ = [
     "DEFAULT_MAX_MEMORY",
     "memory_budget",
@@ -39,9 +41,11 @@ DEFAULT_MAX_MEMORY = 2 * 1024**3
 # Used when the cost of one block cannot be compiled separately (a function that
 # closes over tracers of an outer `jit`): small enough for most models.
 FALLBACK_BATCH_SIZE = 64
+# The widest block worth running per platform: beyond it a block is no faster
+# per column (XLA already vectorises the columns) and needs far more memory.
+FASTEST_BATCH = {"cpu": 16, "gpu": 128, "cuda": 128, "rocm": 128, "tpu": 128}
 
 # (block jaxpr, n, budget, fixed bytes, device count) -> planned batch size
-_PLANS: dict[tuple, int] = {}
 
 
 def memory_budget(max_memory: int | float | None) -> int:
@@ -128,8 +132,13 @@ def plan_batch_size(
     max_memory: int | float | None,
     fixed_bytes: int = 0,
     devices: Sequence[jax.Device] | None = None,
+    structure: Any = None,
 ) -> int:
-    """The largest block of columns whose compiled working memory fits the budget.
+    """Columns per block: the fastest width that fits the memory budget.
+
+    The width is at most `FASTEST_BATCH` for the device's platform (wider
+    blocks are no faster per column and take far more memory) and at most the
+    largest block whose compiled working memory fits the budget.
 
     One block's memory is modelled as `a + s * batch_size`, with `a` and `s`
     measured from XLA's compiled memory analysis of the block at two sizes. The
@@ -144,6 +153,9 @@ def plan_batch_size(
         max_memory: the budget in bytes (see `memory_budget`).
         fixed_bytes: memory needed besides the block, e.g. the output matrix.
         devices: the devices the blocks will be spread over.
+        structure: pytrees that determine the block's program (e.g. `(f, params)`);
+            the plan is remembered per their structure, so a second call with
+            new values plans nothing. Without it the block is traced for a key.
 
     Returns:
         A batch size between 1 and `n`.
@@ -162,33 +174,37 @@ def plan_batch_size(
         )
     n_devices = len(resolve_devices(devices))
     abstract = jax.ShapeDtypeStruct(jnp.shape(example), jnp.result_type(example))
-    try:
-        # Memory depends on the program, not on the values it closes over, so the
-        # plan is cached by the block's jaxpr: tracing is cheap, compiling is not.
-        key = (str(jax.make_jaxpr(make_block(1))(abstract)), n, budget, fixed_bytes, n_devices)
-    except jax.errors.UnexpectedTracerError:
-        key = None
-    if key is not None and key in _PLANS:
-        return _PLANS[key]
-    small, large = 1, min(n, 16)
-    cost_small = None if key is None else _block_bytes(make_block, small, abstract)
-    if cost_small is None:
-        batch = min(n, FALLBACK_BATCH_SIZE)
-    elif large == small:
-        batch = 1
+    platform = resolve_devices(devices)[0].platform
+    if structure is not None:
+        key = structure_key(structure, n, budget, fixed_bytes, n_devices, platform)
     else:
-        cost_large = _block_bytes(make_block, large, abstract) or cost_small
-        per_column = max((cost_large - cost_small) / (large - small), 1.0)
-        constant = max(cost_small - per_column, 0.0)
-        batch = int((budget - fixed_bytes - constant) // per_column)
-    batch = max(1, min(n, batch))
-    n_blocks = math.ceil(math.ceil(n / batch) / n_devices) * n_devices
-    batch = math.ceil(n / n_blocks)
-    if key is not None:
-        if len(_PLANS) >= 64:
-            _PLANS.pop(next(iter(_PLANS)))
-        _PLANS[key] = batch
-    return batch
+        key = None
+    if key is None:
+        try:
+            # Memory depends on the program, not on the values it closes over.
+            key = (str(jax.make_jaxpr(make_block(1))(abstract)), n, budget, fixed_bytes, n_devices, platform)
+        except jax.errors.UnexpectedTracerError:
+            key = None
+
+    def plan() -> int:
+        small, large = 1, min(n, 16)
+        cost_small = None if key is None else _block_bytes(make_block, small, abstract)
+        if cost_small is None:
+            batch = min(n, FALLBACK_BATCH_SIZE)
+        elif large == small:
+            batch = 1
+        else:
+            cost_large = _block_bytes(make_block, large, abstract) or cost_small
+            per_column = max((cost_large - cost_small) / (large - small), 1.0)
+            constant = max(cost_small - per_column, 0.0)
+            batch = int((budget - fixed_bytes - constant) // per_column)
+        # Time, not memory, sets the block: past a few dozen columns a wider
+        # block only moves more memory (measured in scripts/bench/hessian.py).
+        batch = max(1, min(n, batch, FASTEST_BATCH.get(platform, FASTEST_BATCH["cpu"])))
+        n_blocks = math.ceil(math.ceil(n / batch) / n_devices) * n_devices
+        return math.ceil(n / n_blocks)
+
+    return memo("batch plans", key, plan)
 
 
 def _size(n_bytes: int) -> str:

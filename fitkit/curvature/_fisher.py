@@ -127,7 +127,7 @@ def fisher(
                 return lambda z: _gauss_newton_rows(problem, z, unravel)(jnp.arange(b))
 
             fixed = 2 * n * n * x.dtype.itemsize
-            batch_size = plan_batch_size(make_block, x, n, max_memory, fixed, devices)
+            batch_size = plan_batch_size(make_block, x, n, max_memory, fixed, devices, (problem, params))
         rows = _fisher_products(problem, params, batch_size, tuple(devices) if devices is not None else None)
         matrix = 0.5 * (rows + rows.T)
     prior = prior_curvature(problem, params)

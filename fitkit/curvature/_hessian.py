@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._cache import memo, structure_key
 from .._config import warn_if_float32
 from ._blocks import check_batch_size, linear_blocks, map_blocks, one_hot, plan_batch_size
 from ._flat import flatten
@@ -78,7 +79,8 @@ def hessian(
     """
     x, f_flat, _ = flatten(f, params, checkpoint, what="the function given to fk.hessian")
     n = x.size
-    out = jax.eval_shape(f_flat, x)
+    structure = (f, params, checkpoint)
+    out = memo("output shapes", structure_key("hessian", *structure), lambda: jax.eval_shape(f_flat, x))
     if out.shape != (1,) or not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(
             f"fk.hessian needs a function returning a real scalar (e.g. problem.nll); it returned "
@@ -90,6 +92,6 @@ def hessian(
         # The map output and its symmetrised copy live beside the block.
         fixed = 2 * n * n * x.dtype.itemsize
         batch_size = plan_batch_size(
-            linear_blocks(jax.grad(_scalar(f_flat)), n), x, n, max_memory, fixed, devices
+            linear_blocks(jax.grad(_scalar(f_flat)), n), x, n, max_memory, fixed, devices, structure
         )
     return _hessian(f, params, batch_size, checkpoint, tuple(devices) if devices is not None else None)

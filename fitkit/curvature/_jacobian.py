@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._cache import memo, structure_key
 from ._blocks import check_batch_size, linear_blocks, map_blocks, one_hot, plan_batch_size
 from ._flat import flatten
 
@@ -65,11 +66,12 @@ def jacobian(
     """
     x, f_flat, _ = flatten(f, params, checkpoint, what="the function given to fk.jacobian")
     n = x.size
-    out = jax.eval_shape(f_flat, x)
+    structure = (f, params, checkpoint)
+    out = memo("output shapes", structure_key("jacobian", *structure), lambda: jax.eval_shape(f_flat, x))
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"fk.jacobian needs a function returning real float arrays; it returned {out.dtype}")
     batch_size = check_batch_size(batch_size, n)
     if batch_size is None:
         fixed = 2 * out.size * n * x.dtype.itemsize  # the columns and their transpose
-        batch_size = plan_batch_size(linear_blocks(f_flat, n), x, n, max_memory, fixed, devices)
+        batch_size = plan_batch_size(linear_blocks(f_flat, n), x, n, max_memory, fixed, devices, structure)
     return _jacobian(f, params, batch_size, checkpoint, tuple(devices) if devices is not None else None)

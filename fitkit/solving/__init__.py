@@ -1,6 +1,5 @@
 """Second-order solving: `solve` over optimistix (BFGS, L-BFGS, Newton, least squares), with a CmdStan-style log."""
 
-from ._compile import clear_cache
 from ._engine import solve
 from ._messages import ConvergenceError, ConvergenceWarning
 from ._methods import METHODS, UnknownMethodError
@@ -15,5 +14,4 @@ __all__ = [
     "Newton",
     "DampedGaussNewton",
     "NelderMead",
-    "clear_cache",
 ]

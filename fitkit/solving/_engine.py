@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from .. import tree
 from .._checks import whole
-from .._verdict import assess
+from .._loop import RUNNING, best_or_last, run
+from .._verdict import assess, loss_at
 from ..problem import Problem
 from ..projection import resolve_projection
 from ..results import FitResult, start_params
 from . import _log
-from ._compile import compiled
 from ._messages import (
     CONVERGED,
     MAX_STEPS,
@@ -34,20 +28,11 @@ from ._messages import (
     stop_message,
 )
 from ._methods import resolve
-from ._observe import (
-    Observation,
-    evaluation_names,
-    evaluations,
-    holds_loss,
-    inner_solver,
-    inner_state,
-    observe,
-)
+from ._observe import inner_solver
+from ._stepper import COLUMNS, CONVERGED_CODE, FAILED_CODE, STALLED_CODE, OptimistixStepper
 
 __all__ = ["solve"]
 
-_COLUMNS = ("loss", "grad_norm", "dx_norm", "step_size", "accepted")
-_COUNTERS = ("steps", "terminate", "result", "accepted", "extra_evals", "stalled")
 # optimistix tests convergence on accepted steps only: at a minimum to machine
 # precision no trial is accepted again and the solve would run to max_steps.
 # This many rejected trials in a row (a backtracking search has then shrunk the
@@ -55,133 +40,6 @@ _COUNTERS = ("steps", "terminate", "result", "accepted", "extra_evals", "stalled
 STALL = 60
 # Above this many params method="auto" uses L-BFGS where it would use Newton.
 NEWTON_LIMIT = 500
-
-
-class _Carry(eqx.Module):
-    y: Float[Array, " n"]
-    state: PyTree
-    step: Int[Array, ""]
-    terminate: Bool[Array, ""]
-    result: optx.RESULTS
-    best_y: Float[Array, " n"]
-    best_loss: Float[Array, ""]
-    accepted: Int[Array, ""]
-    last_step_size: Float[Array, ""]
-    extra_evals: Int[Array, ""]
-    since_accepted: Int[Array, ""]
-    history: Float[Array, "max_steps columns"]
-
-
-def _objective(problem: Problem, kind: str, to_params: Callable) -> Callable:
-    method = getattr(problem, kind)
-    return lambda u, args: (method(to_params(u)), None)
-
-
-def _run(problem, solver, start, latent, *, objective, max_steps, log_every, report):
-    """The whole solve, traced once: init, a `lax.while_loop` of steps, and the outputs.
-
-    `latent` maps params to the solver's vector (`to_latent`) and back (`to_params`).
-    """
-    to_params = latent.to_params
-    u0 = latent.to_latent(start)
-    fn = _objective(problem, objective, to_params)
-    options, tags = {}, frozenset()
-    dtype = u0.dtype
-    f_struct = jax.eval_shape(lambda: fn(u0, None)[0])
-    state = solver.init(fn, u0, None, options, f_struct, None, tags)
-    dynamic_state, static_state = eqx.partition(state, eqx.is_array)
-    reads_loss = holds_loss(state)
-    counts_accepted = hasattr(inner_state(state), "num_accepted_steps")
-    n_data = problem.n_data
-
-    def measure(state, y) -> Observation:
-        if reads_loss:
-            return observe(state, n_data, dtype)
-        value = fn(y, None)[0]
-        value = jnp.sum(jnp.square(value)) / n_data if objective == "residuals" else value
-        nan = jnp.asarray(jnp.nan, dtype)
-        return Observation(jnp.asarray(value, dtype), nan, nan, jnp.asarray(-1, jnp.int32))
-
-    stall = STALL if not isinstance(inner_solver(solver), optx.NelderMead) else max_steps + 1
-
-    def cond(carry: _Carry):
-        running = jnp.invert(carry.terminate) & (carry.result == optx.RESULTS.successful)
-        return running & (carry.step < max_steps) & (carry.since_accepted < stall)
-
-    def body(carry: _Carry) -> _Carry:
-        state = eqx.combine(carry.state, static_state)
-        y, state, _ = solver.step(fn, carry.y, None, options, state, tags)
-        terminate, result = solver.terminate(fn, y, None, options, state, tags)
-        finite = jnp.all(jnp.isfinite(y))
-        result = optx.RESULTS.where(finite, result, optx.RESULTS.nonfinite)
-        step = carry.step + 1
-        seen = measure(state, y)
-        if counts_accepted:
-            accepted = seen.accepted
-        else:
-            moved = jnp.any(y != carry.y) | (step == 1)
-            accepted = carry.accepted + moved.astype(carry.accepted.dtype)
-        is_accepted = accepted > carry.accepted
-        extra_evals = carry.extra_evals + (0 if reads_loss else 1)
-        better = seen.loss < carry.best_loss
-        dx = jnp.linalg.norm(y - carry.y)
-        # step_size: the one that produced the point evaluated in this step
-        row = jnp.stack([seen.loss, seen.grad_norm, dx, carry.last_step_size, is_accepted.astype(dtype)])
-        if report:
-            evals = evaluations(solver, state, step, accepted, u0.size)
-            first = next(iter(evals.values()), jnp.asarray(-1)) + extra_evals
-            stop = terminate | (result != optx.RESULTS.successful) | (step >= max_steps)
-            jax.lax.cond(
-                (step % log_every == 0) | stop,
-                lambda: jax.debug.callback(
-                    _log.emit, step, seen.loss, dx, seen.grad_norm, carry.last_step_size, first, is_accepted
-                ),
-                lambda: None,
-            )
-        return _Carry(
-            y=y,
-            state=eqx.filter(state, eqx.is_array),
-            step=step,
-            terminate=terminate,
-            result=result,
-            best_y=jnp.where(better, y, carry.best_y),
-            best_loss=jnp.where(better, seen.loss, carry.best_loss),
-            accepted=accepted,
-            last_step_size=seen.step_size,
-            extra_evals=extra_evals,
-            since_accepted=jnp.where(is_accepted, 0, carry.since_accepted + 1),
-            history=carry.history.at[step - 1].set(row),
-        )
-
-    nan = jnp.asarray(jnp.nan, dtype)
-    carry = _Carry(
-        y=u0,
-        state=dynamic_state,
-        step=jnp.asarray(0),
-        terminate=jnp.asarray(False),
-        result=optx.RESULTS.successful,
-        best_y=u0,
-        best_loss=jnp.asarray(jnp.inf, dtype),
-        accepted=jnp.asarray(0, jnp.int32),
-        last_step_size=nan,
-        extra_evals=jnp.asarray(0),
-        since_accepted=jnp.asarray(0),
-        history=jnp.full((max_steps, len(_COLUMNS)), jnp.nan, dtype),
-    )
-    carry = jax.lax.while_loop(cond, body, carry)
-    state = eqx.combine(carry.state, static_state)
-    evals = evaluations(solver, state, carry.step, carry.accepted, u0.size)
-    # Use the best point only if one was seen (the loss was finite somewhere).
-    best_y = jnp.where(jnp.isfinite(carry.best_loss), carry.best_y, carry.y)
-    best_params, final_params = to_params(best_y), to_params(carry.y)
-    stalled = jnp.invert(carry.terminate) & (carry.since_accepted >= stall)
-    counters = (carry.step, carry.terminate, carry.result._value, carry.accepted, carry.extra_evals, stalled)
-    counters = jnp.stack([jnp.asarray(c, jnp.int32) for c in (*counters, *evals.values())])
-    losses = jnp.stack([problem.loss(best_params), problem.loss(final_params)])
-    # One packed float64/32 vector for the host (each fetched array costs a
-    # transfer); counts are far below 2**24, so exact in either precision.
-    packed = jnp.concatenate([losses.astype(dtype), counters.astype(dtype), jnp.ravel(carry.history)])
-    return {"best": best_params, "final": final_params}, packed
 
 
 def _curvature_method(params) -> str:
@@ -416,70 +274,76 @@ def _solve_latent(
     best_so_far,
 ) -> FitResult:
     """Solve for the latent vector `u` (params = `latent.to_params(u)`) and package the result."""
-    report = bool(verbose or progress)
-    executable, dynamic, compile_time = compiled(
-        _run,
-        (problem, solver, start, latent),
-        objective=objective,
-        max_steps=max_steps,
-        log_every=log_every,
-        report=report,
-    )
+    simplex = isinstance(inner_solver(solver), optx.NelderMead)
+    stepper = OptimistixStepper(solver, latent, objective, STALL if not simplex else max_steps + 1)
     what = {"loss": "the loss", "nll": "the negative log-posterior", "residuals": "the residuals"}[objective]
     rtol, atol = getattr(solver, "rtol", float("nan")), getattr(solver, "atol", float("nan"))
     title = f"fk.solve: {name} on {what}, {tree.size(start)} params, rtol={rtol:g}, atol={atol:g}, max_steps={max_steps}"
-    simplex = isinstance(inner_solver(solver), optx.NelderMead)
     with _log.Reporter(
         title, max_steps, verbose, progress, rejected="no new best" if simplex else "rejected"
     ) as reporter:
-        start_time = time.perf_counter()
-        params, packed = jax.block_until_ready(executable(dynamic))
-        if report:
-            jax.effects_barrier()
-        packed = np.asarray(packed)
-        wall_time = time.perf_counter() - start_time
-        names = _COUNTERS + evaluation_names(solver)
-        losses = packed[:2]
-        counters = {k: int(v) for k, v in zip(names, packed[2 : 2 + len(names)])}
-        table = packed[2 + len(names) :].reshape(max_steps, len(_COLUMNS))
-        steps = counters["steps"]
-        kind = outcome(counters["result"], bool(counters["terminate"]), bool(counters["stalled"]))
+
+        def on_chunk(carry, rows, done):
+            if verbose or progress:
+                final = int(carry.code) != RUNNING or done >= max_steps
+                reporter.chunk(rows, done, log_every, final)
+            return False
+
+        out = run(stepper, latent.to_latent(start), problem, max_steps=max_steps, on_chunk=on_chunk)
+        carry, steps = out.carry, out.steps
+        code = int(carry.code)
+        kind = {CONVERGED_CODE: CONVERGED, STALLED_CODE: STALLED}.get(code)
+        if code == FAILED_CODE:
+            kind = outcome(int(carry.state["result"]), False)
+        elif kind is None:
+            kind = MAX_STEPS
         message = stop_message(kind, solver, steps, max_steps, None, None, stall=STALL)
+        if out.interrupted:
+            message = f"Interrupted (Ctrl-C) after {steps} steps; the best params so far are returned."
         reporter.finish(message)
     history = {"step": np.arange(1, steps + 1)}
-    history.update({k: table[:steps, i] for i, k in enumerate(_COLUMNS)})
+    history.update(
+        {k: out.history[k] for k in COLUMNS if k != "evals"}
+        if steps
+        else {k: np.zeros(0) for k in COLUMNS if k != "evals"}
+    )
     history["accepted"] = history["accepted"] > 0
-    evals = {k: counters[k] for k in evaluation_names(solver)}
-    if counters["extra_evals"]:
-        evals["loss_evals"] = evals.get("loss_evals", 0) + counters["extra_evals"]
+    counts = stepper.counts(carry.state, carry.y)
+    extra = int(carry.state["extra_evals"])
+    if extra:
+        counts["loss_evals"] = counts.get("loss_evals", 0) + extra
     stats = {
         "num_steps": steps,
-        "num_accepted": counters["accepted"],
-        **evals,
+        "num_accepted": int(carry.state["accepted"]),
+        **counts,
         "objective": objective,
         "max_steps": max_steps,
         "rtol": float(rtol),
         "atol": float(atol),
-        "outcome": kind,
+        "outcome": "interrupted" if out.interrupted else kind,
+        "chunks": out.chunks,
     }
-    chosen = params["best" if best_so_far else "final"]
-    engine_flags = (
-        () if kind in (CONVERGED, STALLED) else ("call_limit",) if kind == MAX_STEPS else ("solver_failed",)
-    )
+    chosen_y = best_or_last(carry) if best_so_far else carry.y
+    chosen = latent.to_params(chosen_y)
+    if out.interrupted:
+        engine_flags = ("interrupted",)
+    elif kind in (CONVERGED, STALLED):
+        engine_flags = ()
+    else:
+        engine_flags = ("call_limit",) if kind == MAX_STEPS else ("solver_failed",)
     verdict = assess(problem, chosen, engine_flags, max_edm=max_edm)
-    result = FitResult(
+    return FitResult(
         params=chosen,
-        loss=float(losses[0 if best_so_far else 1]),
+        loss=float(loss_at(problem, chosen)),
         steps=steps,
-        converged=kind in (CONVERGED, STALLED),
+        converged=kind in (CONVERGED, STALLED) and not out.interrupted,
         message=f"{message} {verdict.text}",
         valid=verdict.valid,
         edm=verdict.edm,
         flags=verdict.flags,
         history=history,
-        wall_time=wall_time,
-        compile_time=compile_time,
+        wall_time=out.wall_time,
+        compile_time=out.compile_time,
         method=f"solve:{name}",
         stats=stats,
     )
-    return result

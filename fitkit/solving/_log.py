@@ -1,9 +1,8 @@
-"""The CmdStan-style iteration log of `fk.solve`, printed from inside the jitted loop.
+"""The CmdStan-style iteration log of `fk.solve`, printed between the loop's chunks.
 
-The compiled solve calls `emit` through `jax.debug.callback`; `emit` hands the
-row to the `Reporter` active for the current call. Keeping the reporter on the
-host side lets one compiled solve serve every call: the log and progress bar
-are per call, the executable is cached.
+The compiled loop records every step's row; after each chunk the host hands
+the chunk's rows to the `Reporter` of the call, which prints them. The log
+and progress bar are per call, the compiled loop is shared.
 
 A log looks like::
 
@@ -20,13 +19,9 @@ from __future__ import annotations
 import math
 import sys
 
-import numpy as np
-
-__all__ = ["Reporter", "emit", "HEADER"]
+__all__ = ["Reporter", "HEADER"]
 
 HEADER = f"{'Step':>8} {'loss':>15} {'||dx||':>11} {'||grad||':>11} {'step size':>11} {'# evals':>9}  Notes"
-
-_ACTIVE: Reporter | None = None
 
 
 def _number(value: float, width: int, digits: int) -> str:
@@ -74,7 +69,6 @@ class Reporter:
             print(line, file=self.stream or sys.stdout, flush=True)
 
     def __enter__(self) -> Reporter:
-        global _ACTIVE
         if self.progress:
             from tqdm.auto import tqdm
 
@@ -82,7 +76,6 @@ class Reporter:
         if self.verbose:
             self._print(self.title)
             self._print(HEADER)
-        _ACTIVE = self
         return self
 
     def row(self, step, loss, dx, grad, step_size, evals, accepted) -> None:
@@ -110,15 +103,20 @@ class Reporter:
         if self.verbose:
             self._print(message)
 
+    def chunk(self, rows: dict, last_step: int, log_every: int, final: bool) -> None:
+        """Report one chunk's rows, numbered up to `last_step`; the final step is always printed."""
+        count = len(rows["loss"])
+        for i in range(count):
+            step = last_step - count + 1 + i
+            if step % log_every == 0 or (final and i == count - 1):
+                self.row(
+                    step,
+                    *(rows[k][i] for k in ("loss", "dx_norm", "grad_norm", "step_size", "evals", "accepted")),
+                )
+            elif self.bar is not None and i == count - 1:
+                self.bar.update(step - self.bar.n)
+
     def __exit__(self, *exc) -> None:
-        global _ACTIVE
-        _ACTIVE = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def emit(step, loss, dx, grad, step_size, evals, accepted) -> None:
-    """Host side of `jax.debug.callback`: pass one row to the active reporter."""
-    if _ACTIVE is not None:
-        _ACTIVE.row(*(np.asarray(v) for v in (step, loss, dx, grad, step_size, evals, accepted)))
