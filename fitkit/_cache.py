@@ -14,15 +14,18 @@ does not recompile what an earlier one compiled.
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import time
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import equinox as eqx
 import jax
+import numpy as np
 
 __all__ = [
     "clear_caches",
@@ -139,8 +142,70 @@ def enable_from_environment() -> None:
         pass
 
 
+# Arrays closed over by a function enter its fingerprint by value up to this size.
+_SMALL_ARRAY = 4096
+
+
+class _Same:
+    """Matches only the very object it holds (and keeps it alive, so its id is not reused)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+
+def fingerprint(value: Any, depth: int = 0) -> Hashable:
+    """A hashable stand-in for a static leaf that is equal for leaves that compute the same thing.
+
+    Functions are compared by their code, the values they close over and
+    their defaults, not by identity: `optax.adam(1e-2)` built twice gives two
+    sets of closures that compile to the same program, so they share one
+    executable. (As with `jax.jit`, globals a function reads are not part of
+    it.) Anything else unhashable falls back to its identity.
+    """
+    if depth > 12:
+        return ("object", _Same(value))
+    if isinstance(value, types.FunctionType):
+        cells = []
+        for cell in value.__closure__ or ():
+            try:
+                cells.append(fingerprint(cell.cell_contents, depth + 1))
+            except ValueError:  # an empty cell
+                cells.append(None)
+        defaults = fingerprint((value.__defaults__, value.__kwdefaults__), depth + 1)
+        return ("function", value.__code__, tuple(cells), defaults)
+    if isinstance(value, types.MethodType):
+        return ("method", fingerprint(value.__func__, depth + 1), fingerprint(value.__self__, depth + 1))
+    if isinstance(value, functools.partial):
+        parts = (value.func, value.args, value.keywords)
+        return ("partial", fingerprint(parts, depth + 1))
+    if isinstance(value, tuple | list):
+        return (type(value), tuple(fingerprint(v, depth + 1) for v in value))
+    if isinstance(value, dict):
+        return (dict, tuple((fingerprint(k, depth + 1), fingerprint(v, depth + 1)) for k, v in value.items()))
+    if isinstance(value, np.ndarray | jax.Array):
+        if value.size <= _SMALL_ARRAY and not isinstance(value, jax.core.Tracer):
+            host = np.asarray(value)
+            return ("array", host.shape, str(host.dtype), host.tobytes())
+        return ("array", _Same(value))
+    try:
+        hash(value)
+        value == value  # noqa: B015 - an __eq__ that returns arrays cannot key a dict
+    except Exception:  # noqa: BLE001 - unhashable: only the same object matches
+        return ("object", _Same(value))
+    return value
+
+
 def _key(treedef, static: tuple, arrays: list, options: dict) -> Hashable | None:
     shapes = tuple((x.shape, str(x.dtype), bool(getattr(x, "weak_type", False))) for x in arrays)
+    static = tuple(fingerprint(x) for x in static)
     key = (treedef, static, shapes, tuple(sorted(options.items())))
     try:
         hash(key)

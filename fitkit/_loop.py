@@ -103,8 +103,13 @@ def _state_parts(stepper, y0, args):
     return eqx.partition(stepper.init(y0, args), eqx.is_array)[1]
 
 
+def _strong(tree):
+    """`tree` without weak types, so a chunk's output state has exactly the types of its input."""
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.result_type(x)) if eqx.is_array(x) else x, tree)
+
+
 def _start(stepper: Stepper, y0, args) -> Carry:
-    state = eqx.filter(stepper.init(y0, args), eqx.is_array)
+    state = _strong(eqx.filter(stepper.init(y0, args), eqx.is_array))
     loss_dtype = eqx.filter_eval_shape(lambda: stepper.step(y0, stepper.init(y0, args), args).loss).dtype
     return Carry(
         y=y0,
@@ -139,7 +144,9 @@ def _chunk(stepper: Stepper, carry: Carry, args, stop_at, *, capacity: int):
         better = out.loss < carry.best_loss  # False for NaN
         carry = Carry(
             y=out.y,
-            state=eqx.filter(out.state, eqx.is_array),
+            state=jax.tree.map(
+                lambda new, old: new.astype(old.dtype), eqx.filter(out.state, eqx.is_array), carry.state
+            ),
             step=carry.step + 1,
             code=jnp.asarray(out.code, jnp.int32),
             best=jax.tree.map(lambda a, b: jnp.where(better, a, b), out.point, carry.best),

@@ -353,8 +353,8 @@ def test_engine_hooks_chain_a_transform_and_fit_a_latent_vector(gaussians):
                    progress=False, nan="raise", key=None, callback=None, chunk_size=None)  # fmt: skip
     plain = fk.fit(prob, start, optax.sgd(1e-3), steps=40, progress=False)
     halved = _fit(prob, start, optax.sgd(2e-3), transform=optax.scale(0.5), **options)
-    flat, unravel = fk.tree.ravel(start)
-    latent = _fit(prob, start, optax.sgd(1e-3), latent=(flat, unravel), **options)
+    # the latent map is one object with to_params / to_latent: here the flat ravel layout
+    latent = _fit(prob, start, optax.sgd(1e-3), latent=fk.tree.Layout.of(start), **options)
     for name in start:
         np.testing.assert_allclose(halved.params[name], plain.params[name], rtol=1e-13)
         np.testing.assert_allclose(latent.params[name], plain.params[name], rtol=1e-13)

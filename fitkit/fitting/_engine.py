@@ -1,35 +1,35 @@
-"""`fit`: first-order fitting with optax, fused into jitted `lax.scan` chunks."""
+"""`fit`: first-order fitting with optax, as a stepper of the one loop (`fitkit._loop`)."""
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from jaxtyping import Array, Bool, Int, PyTree
 
 from .. import tree
+from .._cache import compiled
 from .._checks import whole
 from .._flags import describe_flags
+from .._loop import run
 from .._verdict import assess
 from ..problem import Problem
 from ..projection import resolve_projection
 from ..results import FitResult, start_params
 from ..solving._messages import ConvergenceWarning
 from ._batches import EpochBatches
-from ._nan import NAN_POLICIES, NonFiniteError, nonfinite_leaves, nonfinite_message, zero_nonfinite
+from ._nan import NAN_POLICIES, NonFiniteError, nonfinite_message
 from ._natural import preconditioner
 from ._optimisers import map_optimisers
 from ._progress import Progress
-from ._stopper import Stopper, StopperState
+from ._stepper import NONFINITE_CODE, STOPPED_CODE, Identity, OptaxStepper, finish
+from ._stopper import Stopper
 
 __all__ = ["fit"]
 
@@ -37,24 +37,6 @@ __all__ = ["fit"]
 NONFINITE_FRACTION = 0.01
 
 Optimisers = optax.GradientTransformation | Mapping[Any, optax.GradientTransformation]
-
-
-class _Carry(eqx.Module):
-    """Everything a step changes; lives on device between chunks."""
-
-    x: PyTree
-    opt_state: PyTree
-    stopper: StopperState
-    best_x: PyTree
-    step: Int[Array, ""]
-    done: Bool[Array, ""]
-    failed: Bool[Array, ""]
-    bad_leaves: Bool[Array, " leaves"]
-    loss_finite: Bool[Array, ""]
-
-
-def _tree_where(condition, on_true, on_false):
-    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
 
 
 def _max_steps(steps: int | None, stopper: Stopper) -> int:
@@ -220,10 +202,7 @@ def _geometry(problem, params, optimisers, precondition, projection, damping, re
     proj = resolve_projection(problem, params, projection)
     # The loss is 2 / n_data times the nll, whose curvature is the identity in
     # latent units: rescale so that a learning rate of 1 is a Newton step here too.
-    return {
-        "latent": (proj.to_latent(params), proj.to_params),
-        "transform": optax.scale(problem.n_data / 2.0),
-    }
+    return {"latent": proj, "transform": optax.scale(problem.n_data / 2.0)}
 
 
 def _fit(
@@ -245,15 +224,14 @@ def _fit(
     max_edm=None,
     warn=True,
     transform: optax.GradientTransformation | None = None,
-    latent: tuple[Any, Callable[[Any], Any]] | None = None,
+    latent: Any = None,
 ) -> FitResult:
-    """The engine behind `fit`.
+    """The engine behind `fit`: an `OptaxStepper` driven by the one loop.
 
     `transform` is chained before the optimisers (e.g. a preconditioner), and
-    `latent = (x0, to_params)` optimises a latent pytree `x` whose params are
-    `to_params(x)` (the optimisers then address `x`).
+    `latent` (an `fk.Projection`) optimises a latent vector `x` whose params
+    are `latent.to_params(x)` (the optimisers then address `x`).
     """
-    # ---------------------------------------------------------------- checks
     if not isinstance(problem, Problem):
         raise TypeError(f"problem is a {type(problem).__name__}; give an fk.Problem")
     if validation is not None and not isinstance(validation, Problem):
@@ -267,207 +245,121 @@ def _fit(
     history_every = whole(history_every, "history_every")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be a function callback(step, loss, params)")
+    if chunk_size is not None:
+        chunk_size = whole(chunk_size, "chunk_size")
     params = start_params(params)
     problem.check(params)
     if validation is not None:
         validation.check(params)
-    if latent is None:
-        x0, to_params = params, lambda x: x
-    else:
-        x0, to_params = jax.tree.map(jnp.asarray, latent[0]), latent[1]
+    latent = Identity() if latent is None else latent
+    x0 = jax.tree.map(jnp.asarray, latent.to_latent(params))
     optimiser, frozen = map_optimisers(x0, optimisers)
     if transform is not None:
         optimiser = optax.chain(transform, optimiser)
     x_paths = tree.leaf_paths(x0)
-    trainable = [p not in frozen for p in x_paths]
     batches = None
     if batch_size is not None:
         key = jr.key(0) if key is None else key
         batches = EpochBatches(len(problem.observations), batch_size, key)
-    if chunk_size is None:
-        chunk_size = math.ceil(max_steps / 50) if (progress or callback) else max_steps
-    chunk_size = whole(chunk_size, "chunk_size")
-    groups = math.ceil(min(chunk_size, max_steps) / history_every)
-    chunk_size = groups * history_every
-    n_chunks = math.ceil(max_steps / chunk_size)
-
-    # -------------------------------------------------------------- objective
     counts = _observation_counts(problem)
     stacked = problem.vmapped and len(np.unique(counts)) == 1
     subs = None if batches is None or stacked else [problem.take([i]) for i in range(len(counts))]
-    arrays, static = eqx.partition((problem, validation, subs, batches), eqx.is_array)
-
-    def objective(x, arrays, step):
-        problem, _, subs, batches = eqx.combine(arrays, static)
-        p = to_params(x)
-        if batches is None:
-            return problem.loss(p)
-        indices, weights = batches(step)
-        if stacked:
-            chi2 = jax.vmap(lambda i: problem.take(i[None]).chi2(p))(indices)
-        else:
-            # lax.switch runs one observation's branch per batch slot.
-            branches = [lambda p, s=s: s.chi2(p) for s in subs]
-            chi2 = jax.lax.map(lambda i: jax.lax.switch(i, branches, p), indices)
-        return jnp.sum(weights * chi2) / jnp.sum(weights * jnp.asarray(counts)[indices])
-
-    value_and_grad = eqx.filter_value_and_grad(objective)
-    loss_dtype = jax.eval_shape(problem.loss, params).dtype
-    nan_value = jnp.asarray(jnp.nan, loss_dtype)
-
-    def monitor(x, arrays, loss):
-        validation = eqx.combine(arrays, static)[1]
-        return loss if validation is None else validation.loss(to_params(x))
-
-    # ------------------------------------------------------------------ steps
-    def take_step(carry: _Carry, arrays):
-        loss, grads = value_and_grad(carry.x, arrays, carry.step)
-        bad = nonfinite_leaves(grads, trainable)
-        loss_finite = jnp.isfinite(loss)
-        broken = jnp.any(bad) | ~loss_finite
-        if nan == "zero":
-            grads = zero_nonfinite(grads)
-        updates, opt_state = optimiser.update(grads, carry.opt_state, carry.x)
-        x = optax.apply_updates(carry.x, updates)
-        if nan != "zero":
-            x = _tree_where(broken, carry.x, x)
-            opt_state = _tree_where(broken, carry.opt_state, opt_state)
-        monitored = monitor(carry.x, arrays, loss)
-        state = stopper.update(carry.stopper, carry.step, monitored)
-        failed = broken if nan == "raise" else jnp.asarray(False)
-        new = _Carry(
-            x=x,
-            opt_state=opt_state,
-            stopper=state,
-            best_x=_tree_where(state.best_step == carry.step, carry.x, carry.best_x),
-            step=carry.step + 1,
-            done=state.stopped | failed | (carry.step + 1 >= max_steps),
-            failed=failed,
-            bad_leaves=bad,
-            loss_finite=loss_finite,
-        )
-        row = {"loss": loss, "grad_norm": optax.tree.norm(grads), "active": jnp.asarray(True)}
-        if validation is not None:
-            row["validation_loss"] = monitored
-        return new, row
-
-    def idle(carry: _Carry, arrays):
-        row = {"loss": nan_value, "grad_norm": nan_value, "active": jnp.asarray(False)}
-        if validation is not None:
-            row["validation_loss"] = nan_value
-        return carry, row
-
-    def maybe_step(carry, arrays):
-        return jax.lax.cond(carry.done, idle, take_step, carry, arrays)
-
-    def group(carry, arrays):
-        snapshot = to_params(carry.x) if history else None
-        carry, rows = jax.lax.scan(lambda c, _: maybe_step(c, arrays), carry, length=history_every)
-        return carry, (snapshot, rows)
-
-    def chunk(carry, arrays):
-        return jax.lax.scan(lambda c, _: group(c, arrays), carry, length=groups)
-
-    def finish(carry: _Carry, arrays):
-        problem, validation, _, _ = eqx.combine(arrays, static)
-        x = carry.x
-        if not stopper.restore_best:
-            return to_params(x), problem.loss(to_params(x))
-        judge = problem if validation is None else validation
-        last, best = judge.loss(to_params(x)), judge.loss(to_params(carry.best_x))
-        use_last = (last < best) | (carry.stopper.best_step < 0)
-        result = to_params(_tree_where(use_last, x, carry.best_x))
-        loss = jnp.where(use_last, last, best) if validation is None else problem.loss(result)
-        return result, loss
-
-    # ---------------------------------------------------------------- compile
-    carry = _Carry(
-        x=x0,
-        opt_state=optimiser.init(x0),
-        stopper=stopper.init(loss_dtype),
-        best_x=x0,
-        step=jnp.asarray(0),
-        done=jnp.asarray(False),
-        failed=jnp.asarray(False),
-        bad_leaves=jnp.zeros(len(x_paths), bool),
-        loss_finite=jnp.asarray(True),
+    stepper = OptaxStepper(
+        optimiser,
+        stopper,
+        latent,
+        nan,
+        tuple(p not in frozen for p in x_paths),
+        bool(stacked),
+        tuple(int(c) for c in counts),
+        bool(history),
     )
-    # The carry is donated to each chunk: give every leaf its own buffer, and
-    # leave the caller's arrays alone.
-    carry = jax.tree.map(jnp.copy, carry)
-    t0 = time.perf_counter()
-    run_chunk = jax.jit(chunk, donate_argnums=0).lower(carry, arrays).compile()
-    run_finish = jax.jit(finish).lower(carry, arrays).compile()
-    compile_time = time.perf_counter() - t0
+    args = (problem, validation, subs, batches)
 
-    # -------------------------------------------------------------------- run
-    rows, snapshots = [], []
-    stopped_by_callback = False
-    t0 = time.perf_counter()
     with Progress(max_steps, progress) as bar:
-        for _ in range(n_chunks):
-            carry, (snapshot, chunk_rows) = run_chunk(carry, arrays)
-            chunk_rows = jax.tree.map(lambda a: np.asarray(a).reshape(-1), chunk_rows)
-            rows.append(chunk_rows)
-            snapshots.append(snapshot)
-            done_here = int(chunk_rows["active"].sum())
-            last_loss = float(chunk_rows["loss"][done_here - 1]) if done_here else math.nan
-            bar.advance(done_here, last_loss)
-            if bool(carry.failed):
-                step = int(carry.step) - 1
-                bad_paths = [p for p, b in zip(x_paths, np.asarray(carry.bad_leaves)) if b]
-                raise NonFiniteError(nonfinite_message(step, bool(carry.loss_finite), bad_paths))
-            if bool(carry.done):
-                break
-            if callback is not None:
-                current = jax.tree.map(jnp.copy, to_params(carry.x))
-                if callback(int(carry.step), last_loss, current):
-                    stopped_by_callback = True
-                    break
-    result_params, result_loss = run_finish(carry, arrays)
-    result_loss = float(result_loss)
-    wall_time = time.perf_counter() - t0
 
-    # ---------------------------------------------------------------- result
-    n_steps = int(carry.step)
-    names = ["loss", "grad_norm"] + (["validation_loss"] if validation is not None else [])
-    columns = {name: np.concatenate([r[name] for r in rows])[:n_steps] for name in names}
-    record = {"step": np.arange(n_steps), **columns}
+        def on_chunk(carry, rows, done):
+            count = len(rows["loss"])
+            last_loss = float(rows["loss"][count - 1]) if count else math.nan
+            bar.advance(count, last_loss)
+            if callback is None or int(carry.code) != 0 or done >= max_steps:
+                return False
+            return bool(callback(done, last_loss, jax.tree.map(jnp.copy, latent.to_params(carry.y))))
+
+        out = run(stepper, x0, args, max_steps=max_steps, on_chunk=on_chunk, chunk_steps=chunk_size)
+    carry, n_steps = out.carry, out.steps
+    run_finish, finish_arrays, finish_compile = compiled(finish, (stepper, carry.y, carry.best, args))
+    result_params, result_loss = run_finish(finish_arrays)
+    result_loss = float(result_loss)
+
+    record = {"step": np.arange(n_steps)}
+    for name in ("loss", "grad_norm", "validation_loss"):
+        if name in out.history:
+            record[name] = out.history[name]
+    if "loss" not in record:
+        record.update(loss=np.zeros(0), grad_norm=np.zeros(0))
     if history:
         params_step = np.arange(0, n_steps, history_every)
-        stacked_params = jax.tree.map(lambda *a: np.concatenate(a), *snapshots)
-        record["params"] = jax.tree.map(lambda a: a[: len(params_step)], stacked_params)
+        if n_steps:
+            record["params"] = jax.tree.map(lambda a: a[params_step], out.history["params"])
+        else:
+            record["params"] = jax.tree.map(lambda a: np.zeros((0, *np.shape(a))), params)
         record["params_step"] = params_step
-    converged = bool(carry.stopper.stopped)
+    code = int(carry.code)
+    converged = code == STOPPED_CODE
+    stopper_state = carry.state["stopper"]
     if converged:
-        message = f"{stopper.reason()} (best loss at step {int(carry.stopper.best_step)})"
-    elif stopped_by_callback:
+        message = f"{stopper.reason()} (best loss at step {int(stopper_state.best_step)})"
+    elif out.interrupted:
+        message = f"interrupted (Ctrl-C) after {n_steps} steps"
+    elif out.stopped_by_callback:
         message = f"stopped by the callback after {n_steps} steps"
     else:
         message = f"reached the maximum of {max_steps} steps"
     restored = stopper.restore_best
+    nonfinite = int(np.sum(~np.isfinite(record["loss"]) | ~np.isfinite(record["grad_norm"])))
     stats = {
         "loss_evals": n_steps + (2 if restored and validation is None else 1),
         "grad_evals": n_steps,
-        "nonfinite_steps": int(np.sum(~np.isfinite(columns["loss"]) | ~np.isfinite(columns["grad_norm"]))),
-        "chunks": len(rows),
+        "nonfinite_steps": nonfinite,
+        "chunks": out.chunks,
         "chunk_size": chunk_size,
     }
     if validation is not None:
         stats["validation_evals"] = n_steps + (2 if restored else 0)
     if batches is not None:
         stats["epochs"] = n_steps / batches.steps_per_epoch
+    if code == NONFINITE_CODE:
+        bad_paths = [p for p, b in zip(x_paths, np.asarray(carry.state["bad_leaves"])) if b]
+        text = nonfinite_message(n_steps - 1, bool(carry.state["loss_finite"]), bad_paths)
+        failure = FitResult(
+            params=result_params,
+            loss=result_loss,
+            steps=n_steps,
+            converged=False,
+            message=f"{text}. NOT VALID: {describe_flags(('non_finite',))}",
+            valid=False,
+            edm=float("nan"),
+            flags=("non_finite",),
+            history=record,
+            wall_time=out.wall_time,
+            compile_time=out.compile_time + finish_compile,
+            method="fit:optax",
+            stats=stats,
+        )
+        raise NonFiniteError(text, failure)
     # Running all `steps` is how a fit without a stopper ends: it counts as a
     # call limit only when the result is not at the minimum.
-    skipped = stats["nonfinite_steps"]
-    engine_flags = ("nonfinite_steps",) if skipped > max(1, NONFINITE_FRACTION * n_steps) else ()
+    engine_flags = ("nonfinite_steps",) if nonfinite > max(1, NONFINITE_FRACTION * n_steps) else ()
+    if out.interrupted:
+        engine_flags = (*engine_flags, "interrupted")
     verdict = assess(problem, result_params, engine_flags, max_edm=max_edm)
     flags = verdict.flags
-    if not verdict.valid and not converged:
-        flags = (*flags, "interrupted" if stopped_by_callback else "call_limit")
+    if not verdict.valid and not converged and not out.interrupted:
+        flags = (*flags, "interrupted" if out.stopped_by_callback else "call_limit")
         verdict = verdict._replace(text=f"{verdict.text} {describe_flags(flags[-1:])}")
-    if skipped:
-        message = f"{message}; {skipped} of {n_steps} steps met non-finite values (nan={nan!r})"
+    if nonfinite:
+        message = f"{message}; {nonfinite} of {n_steps} steps met non-finite values (nan={nan!r})"
     result = FitResult(
         params=result_params,
         loss=result_loss,
@@ -478,8 +370,8 @@ def _fit(
         edm=verdict.edm,
         flags=flags,
         history=record,
-        wall_time=wall_time,
-        compile_time=compile_time,
+        wall_time=out.wall_time,
+        compile_time=out.compile_time + finish_compile,
         method="fit:optax",
         stats=stats,
     )

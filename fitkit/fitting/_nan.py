@@ -14,7 +14,16 @@ NAN_POLICIES = ("raise", "skip", "zero")
 
 
 class NonFiniteError(ValueError, FloatingPointError):
-    """A fit met a non-finite loss or gradient under `nan="raise"`."""
+    """A fit met a non-finite loss or gradient under `nan="raise"`.
+
+    Attributes:
+        result: the `FitResult` of the steps done before it (the best params
+            so far and the history), flagged `non_finite` and not valid.
+    """
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 def nonfinite_leaves(grads: Any, trainable: list[bool]) -> Bool[Array, " leaves"]:

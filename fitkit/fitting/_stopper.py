@@ -80,8 +80,8 @@ class Stopper(eqx.Module):
         return StopperState(
             reference=inf,
             best_loss=inf,
-            best_step=jnp.asarray(-1),
-            wait=jnp.asarray(0),
+            best_step=jnp.asarray(-1, jnp.int32),
+            wait=jnp.asarray(0, jnp.int32),
             stopped=jnp.asarray(False),
         )
 
@@ -95,12 +95,12 @@ class Stopper(eqx.Module):
         margin = self.atol + self.rtol * jnp.abs(state.reference)
         improved = finite & ((loss < state.reference - margin) | jnp.isinf(state.reference))
         best = finite & (loss < state.best_loss)
-        wait = jnp.where(improved, 0, state.wait + 1)
+        wait = jnp.where(improved, 0, state.wait + 1).astype(state.wait.dtype)
         stopped = state.stopped | (False if self.patience is None else wait >= self.patience)
         return StopperState(
             reference=jnp.where(improved, loss, state.reference),
             best_loss=jnp.where(best, loss, state.best_loss),
-            best_step=jnp.where(best, step, state.best_step),
+            best_step=jnp.where(best, step, state.best_step).astype(state.best_step.dtype),
             wait=wait,
             stopped=stopped,
         )

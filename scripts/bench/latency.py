@@ -73,6 +73,13 @@ LINE_TRUTH = {"a": 1.0, "b": 2.0, "c": -0.5}
 LINE_SIGMA = 0.5
 LINE_POINTS = 50
 WORKER_TIMEOUT_S = 900
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compile = {"seconds": 0.0, "count": 0}  # JAX tracing + lowering + compiling in this worker (jax.monitoring)
+_calls: list[dict] = []  # per timed call: the compile seconds and XLA compilations inside it
 
 
 def settings(quick: bool) -> dict:
@@ -95,6 +102,13 @@ def _jax(cache_dir: str | None = None):
     import jax
 
     jax.config.update("jax_enable_x64", True)
+
+    def on_duration(event: str, seconds: float, **_) -> None:
+        if event in COMPILE_EVENTS:
+            _compile["seconds"] += seconds
+            _compile["count"] += event == COMPILE_EVENTS[-1]
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
     if cache_dir:
         jax.config.update("jax_compilation_cache_dir", cache_dir)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -191,9 +205,13 @@ def ready(out):
 
 
 def timed(fn):
+    """`(fn(), seconds)`; the JAX compile time and XLA compilations inside go to `_calls`."""
+    before = dict(_compile)
     t0 = time.perf_counter()
     out = ready(fn())
-    return out, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    _calls.append({k: _compile[k] - before[k] for k in before})
+    return out, seconds
 
 
 def _floats(tree) -> dict:
@@ -251,6 +269,8 @@ def worker_engine(problem_name: str, engine: str, cfg: dict) -> dict:
         out2, second = timed_call(problem2, start2)
         out3, third = timed_call(problem2, start2)
     result = {"first": first, "second": second, "third": third}
+    result["jax_compile_s"] = [c["seconds"] for c in _calls]  # trace + lower + compile, per call
+    result["xla_compiles"] = [c["count"] for c in _calls]
     if engine in ("fit", "solve"):
         result["reported"] = [
             {"wall_time": float(o.wall_time), "compile_time": float(o.compile_time), "steps": int(o.steps)}
@@ -332,6 +352,8 @@ def worker_analysis_fitkit(_problem: str, _engine: str, cfg: dict, cache_dir: st
         "solve": t_solve - t_import,
         "covariance": t_cov - t_solve,
         "sample": end - t_cov,
+        "jax_compile_s": _compile["seconds"],
+        "xla_compiles": _compile["count"],
         "params": _floats(res.params),
         "std": _floats(cov.std),
         "posterior_mean": {k: float(v.mean()) for k, v in draws.items()},
