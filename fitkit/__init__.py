@@ -29,6 +29,12 @@ _cache.enable_from_environment()
 # public name -> the module that defines it, imported on first access (PEP 562)
 _LAZY = {
     "examples": "fitkit.examples",
+    "analysis": "fitkit.analysis",
+    "curvature": "fitkit.curvature",
+    "fitting": "fitkit.fitting",
+    "projection": "fitkit.projection",
+    "sampling": "fitkit.sampling",
+    "solving": "fitkit.solving",
     "plot": "fitkit.plot",
     "Analysis": "fitkit.analysis",
     "analyse": "fitkit.analysis",

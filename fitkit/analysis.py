@@ -392,6 +392,7 @@ class Analysis(eqx.Module):
 def analyse(
     problem: Problem,
     params: Any,
+    *,
     fit: dict | bool | None = None,
     solve: dict | bool | None = None,
     uncertainty: dict | bool | None = None,

@@ -40,6 +40,7 @@ def _prior_rows(prior: np.ndarray | None, eps: float) -> np.ndarray | None:
 def covariance(
     problem: Problem,
     params: Any,
+    *,
     method: str = "hessian",
     batch_size: int | None = None,
     max_memory: int | float | None = None,
@@ -118,7 +119,7 @@ def covariance(
     eps = float(jnp.finfo(x.dtype).eps)
     warn_if_float32(x.dtype, "The covariance")
     if method == "hessian":
-        matrix = hessian(problem.nll, params, batch_size, max_memory, devices=devices)
+        matrix = hessian(problem.nll, params, batch_size=batch_size, max_memory=max_memory, devices=devices)
         spectrum, label, what = (
             spectrum_of_matrix(np.asarray(matrix), eps),
             "hessian",
@@ -135,7 +136,9 @@ def covariance(
             stacked = np.concatenate([jac, rows]) if rows.size else jac
             spectrum, label = spectrum_of_jacobian(stacked, eps), "fisher:svd"
         else:
-            matrix = np.asarray(fisher(problem, params, batch_size, max_memory, devices))
+            matrix = np.asarray(
+                fisher(problem, params, batch_size=batch_size, max_memory=max_memory, devices=devices)
+            )
             check_finite(matrix, names, what)
             spectrum, label = spectrum_of_matrix(matrix, eps), "fisher:matrix"
     matrix, dropped = invert(spectrum, names, what, regularise)

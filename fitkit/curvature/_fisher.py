@@ -51,7 +51,9 @@ def whitened_jacobian(
     For a normal likelihood this is (minus) the Jacobian of `problem.residuals`;
     its Gram matrix is the Fisher information without the priors.
     """
-    jac = jacobian(problem.flat_predictions, params, batch_size, max_memory, devices=devices)
+    jac = jacobian(
+        problem.flat_predictions, params, batch_size=batch_size, max_memory=max_memory, devices=devices
+    )
     return jnp.sqrt(problem.weights(params))[:, None] * jac
 
 
@@ -79,6 +81,7 @@ def _fisher_dense(jac: Float[Array, "m n"], weights: Float[Array, " m"]) -> Floa
 def fisher(
     problem: Problem,
     params: Any,
+    *,
     batch_size: int | None = None,
     max_memory: int | float | None = None,
     devices: Sequence[jax.Device] | None = None,
@@ -118,7 +121,9 @@ def fisher(
     warn_if_float32(x.dtype, "The Fisher information")
     batch_size = check_batch_size(batch_size, n)
     if 3 * m * n * x.dtype.itemsize <= memory_budget(max_memory):
-        jac = jacobian(problem.flat_predictions, params, batch_size, max_memory, devices=devices)
+        jac = jacobian(
+            problem.flat_predictions, params, batch_size=batch_size, max_memory=max_memory, devices=devices
+        )
         matrix = _fisher_dense(jac, problem.weights(params))
     else:
         if batch_size is None:

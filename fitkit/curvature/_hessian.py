@@ -38,6 +38,7 @@ def _hessian(f, params, batch_size: int, checkpoint: bool, devices: tuple | None
 def hessian(
     f: Callable[[Any], Float[Array, ""]],
     params: Any,
+    *,
     batch_size: int | None = None,
     max_memory: int | float | None = None,
     checkpoint: bool = False,

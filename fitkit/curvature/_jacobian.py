@@ -30,6 +30,7 @@ def _jacobian(f, params, batch_size: int, checkpoint: bool, devices: tuple | Non
 def jacobian(
     f: Callable[[Any], Any],
     params: Any,
+    *,
     batch_size: int | None = None,
     max_memory: int | float | None = None,
     checkpoint: bool = False,

@@ -57,6 +57,7 @@ def fit(
     problem: Problem,
     params: Any,
     optimisers: Optimisers,
+    *,
     steps: int | None = None,
     stopper: Stopper | None = None,
     batch_size: int | None = None,

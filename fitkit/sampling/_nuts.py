@@ -28,6 +28,7 @@ _FIELDS = ("num_steps", "diverging", "accept_prob", "adapt_state.step_size")
 def sample(
     problem: Problem,
     params: Any,
+    *,
     projection: Projection | str | None = None,
     num_warmup: int = 200,
     num_samples: int = 1000,

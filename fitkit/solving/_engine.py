@@ -38,6 +38,8 @@ __all__ = ["solve"]
 # This many rejected trials in a row (a backtracking search has then shrunk the
 # step by 2**-60, far below float64 precision) end it as converged ("stalled").
 STALL = 60
+# Nelder-Mead's trials do not move the best vertex as a rejected step would: no stall test.
+NEVER_STALL = 2**31 - 1
 # Above this many params method="auto" uses L-BFGS where it would use Newton.
 NEWTON_LIMIT = 500
 
@@ -58,6 +60,7 @@ def _positive(value, name: str) -> float:
 def solve(
     problem: Problem,
     params: Any,
+    *,
     method: str | optx.AbstractMinimiser | optx.AbstractLeastSquaresSolver = "auto",
     rtol: float | None = None,
     atol: float | None = None,
@@ -275,7 +278,7 @@ def _solve_latent(
 ) -> FitResult:
     """Solve for the latent vector `u` (params = `latent.to_params(u)`) and package the result."""
     simplex = isinstance(inner_solver(solver), optx.NelderMead)
-    stepper = OptimistixStepper(solver, latent, objective, STALL if not simplex else max_steps + 1)
+    stepper = OptimistixStepper(solver, latent, objective, STALL if not simplex else NEVER_STALL)
     what = {"loss": "the loss", "nll": "the negative log-posterior", "residuals": "the residuals"}[objective]
     rtol, atol = getattr(solver, "rtol", float("nan")), getattr(solver, "atol", float("nan"))
     title = f"fk.solve: {name} on {what}, {tree.size(start)} params, rtol={rtol:g}, atol={atol:g}, max_steps={max_steps}"
