@@ -144,6 +144,9 @@ def enable_from_environment() -> None:
 
 # Arrays closed over by a function enter its fingerprint by value up to this size.
 _SMALL_ARRAY = 4096
+# optax nests closures deeply (a delayed SGD with momentum is ~25 levels); a
+# self-referencing closure ends here and is then matched by identity.
+MAX_DEPTH = 100
 
 
 class _Same:
@@ -170,7 +173,7 @@ def fingerprint(value: Any, depth: int = 0) -> Hashable:
     executable. (As with `jax.jit`, globals a function reads are not part of
     it.) Anything else unhashable falls back to its identity.
     """
-    if depth > 12:
+    if depth > MAX_DEPTH:
         return ("object", _Same(value))
     if isinstance(value, types.FunctionType):
         cells = []

@@ -55,3 +55,20 @@ def test_ctrl_c_during_solve_returns_the_best_params_so_far(problem):
     assert "interrupted" in res.flags and not res.valid and res.stats["outcome"] == "interrupted"
     assert "Interrupted" in res.message and 0 < res.steps < 10**9
     assert np.all(np.isfinite(res.history["loss"])) and res.loss < float(prob.loss(start))
+
+
+def test_ctrl_c_during_sample_keeps_the_draws_so_far(problem):
+    prob, start = problem
+    best = fk.solve(prob, start, warn=False)
+    options = dict(num_warmup=50, num_chains=2, progress=False)
+    fk.sample(prob, best.params, num_samples=600, **options)  # compile first
+    timer = _interrupt_after(1.0)
+    began = time.perf_counter()
+    with pytest.warns(UserWarning, match="interrupted"):
+        post = fk.sample(prob, best.params, num_samples=10**7, **options)
+    took = time.perf_counter() - began
+    timer.join()
+    assert took < 4.0
+    assert post.diagnostics["interrupted"] and 0 < post.num_draws < 10**7
+    assert post.latent.shape == (2, post.num_draws, 6) and np.all(np.isfinite(post.flat()))
+    assert post.diagnostics["num_steps"].shape == (2, post.num_draws)

@@ -28,7 +28,7 @@ class Identity(eqx.Module):
         return params
 
 
-def _where(condition, on_true, on_false):
+def _select(condition, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
 
 
@@ -99,8 +99,8 @@ class OptaxStepper(Stepper):
         updates, opt_state = self.optimiser.update(grads, state["opt"], x)
         x_new = optax.apply_updates(x, updates)
         if self.nan != "zero":
-            x_new = _where(broken, x, x_new)
-            opt_state = _where(broken, state["opt"], opt_state)
+            x_new = _select(broken, x, x_new)
+            opt_state = _select(broken, state["opt"], opt_state)
         monitored = loss if validation is None else validation.loss(self.latent.to_params(x))
         stopper = self.stopper.update(state["stopper"], state["step"], monitored)
         failed = broken if self.nan == "raise" else jnp.asarray(False)
@@ -130,7 +130,7 @@ def finish(stepper: OptaxStepper, x, best, args):
     judge = problem if validation is None else validation
     last, low = judge.loss(to_params(x)), judge.loss(to_params(best))
     use_last = (last < low) | ~jnp.isfinite(low)  # the last also when no finite loss was seen
-    params = to_params(_where(use_last, x, best))
+    params = to_params(_select(use_last, x, best))
     loss = jnp.where(use_last, last, low) if validation is None else problem.loss(params)
     return params, loss
 

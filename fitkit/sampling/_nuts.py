@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-from numpyro.infer import MCMC, NUTS
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .. import tree
 from .._checks import whole
+from .._loop import run
+from ..fitting._progress import Progress
 from ..problem import Problem
 from ..projection import Projection, TruncationWarning, resolve_projection
 from ..results import start_params
 from ._posterior import Posterior
+from ._stepper import NutsStepper
 
 __all__ = ["sample", "CHAIN_METHODS"]
 
 CHAIN_METHODS = ("vectorized", "parallel", "sequential")
-_FIELDS = ("num_steps", "diverging", "accept_prob", "adapt_state.step_size")
+
+
+@eqx.filter_jit
+def _to_params(projection, latent):
+    return jax.vmap(projection.to_params)(latent)
 
 
 def sample(
@@ -62,10 +69,12 @@ def sample(
             200 suffices because the latent space is already whitened.
         num_samples: draws kept per chain.
         num_chains: number of chains; they start at `u = jitter * normal`.
-        chain_method: `"vectorized"` (one device, chains vmapped),
-            `"parallel"` (one chain per device) or `"sequential"`.
+        chain_method: `"vectorized"` (chains vmapped on one device),
+            `"parallel"` (the chain axis sharded over every device; `num_chains`
+            a multiple of the device count) or `"sequential"` (one chain after
+            another in the compiled loop: least memory).
         key: an integer seed or a JAX key.
-        progress: show numpyro's progress bar.
+        progress: show a progress bar (tqdm) of the transitions, warm-up included.
         latent_prior: a numpyro distribution on each latent coordinate; the
             default `Normal(0, 100)` is proper but so wide (100 posterior
             standard deviations) that it changes posterior variances by about
@@ -113,64 +122,76 @@ def sample(
             TruncationWarning,
             stacklevel=2,
         )
-    prior = dist.Normal(0.0, 100.0) if latent_prior is None else latent_prior
-    if not hasattr(prior, "log_prob"):
+    if latent_prior is not None and not hasattr(latent_prior, "log_prob"):
         raise TypeError("latent_prior must be a numpyro distribution")
-
-    def potential(u):
-        return problem.nll(proj.to_params(u)) - jnp.sum(prior.log_prob(u))
+    devices = jax.devices()
+    if chain_method == "parallel" and num_chains % len(devices):
+        raise ValueError(
+            f"chain_method='parallel' spreads the chains over the {len(devices)} devices: give num_chains "
+            f"as a multiple of {len(devices)}, or use chain_method='vectorized'"
+        )
 
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
-    init_key, warm_key, run_key = jax.random.split(key, 3)
-    shape = (num_chains, proj.dim) if num_chains > 1 else (proj.dim,)
-    u0 = jitter * jax.random.normal(init_key, shape, proj.center.dtype)
-    kernel = NUTS(
-        potential_fn=potential,
-        step_size=1.0,
-        adapt_mass_matrix=adapt_mass,
-        dense_mass=dense_mass,
-        max_tree_depth=max_tree_depth,
-        target_accept_prob=target_accept,
-    )
-    mcmc = MCMC(
-        kernel,
+    init_key, chain_key = jax.random.split(key)
+    u0 = jitter * jax.random.normal(init_key, (num_chains, proj.dim), proj.center.dtype)
+    keys = jax.random.split(chain_key, num_chains)
+    if chain_method == "parallel":
+        chains = NamedSharding(Mesh(np.array(devices), ("chain",)), PartitionSpec("chain"))
+        u0, keys = jax.device_put(u0, chains), jax.device_put(keys, chains)
+    stepper = NutsStepper(
         num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=chain_method,
-        progress_bar=progress,
+        adapt_mass=bool(adapt_mass),
+        dense_mass=bool(dense_mass),
+        max_tree_depth=int(max_tree_depth),
+        target_accept=float(target_accept),
+        sequential=chain_method == "sequential",
     )
-    start = time.perf_counter()
-    warm_steps = 0
-    warm_divergences = 0
-    if num_warmup > 0:
-        mcmc.warmup(warm_key, init_params=u0, extra_fields=_FIELDS, collect_warmup=True)
-        warm = mcmc.get_extra_fields(group_by_chain=True)
-        warm_steps = int(np.sum(warm["num_steps"]))
-        warm_divergences = int(np.sum(warm["diverging"]))
-        mcmc.run(run_key, extra_fields=_FIELDS)
-    else:
-        mcmc.run(run_key, init_params=u0, extra_fields=_FIELDS)
-    latent = np.asarray(mcmc.get_samples(group_by_chain=True))
-    fields = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    wall_time = time.perf_counter() - start
+    total = num_warmup + num_samples
+    with Progress(total, progress, description="sample") as bar:
 
+        def on_chunk(carry, rows, done):
+            bar.advance(len(rows["num_steps"]), float("nan"))
+            return False
+
+        out = run(stepper, (u0, keys), (problem, proj, latent_prior), max_steps=total, on_chunk=on_chunk)
+    rows = out.history
+    done = out.steps
+    kept = max(done - num_warmup, 0)
+    if out.interrupted:
+        warnings.warn(
+            f"sampling was interrupted (Ctrl-C) after {done} of {total} transitions: the posterior holds the "
+            f"{kept} draws made after warm-up"
+            + ("" if done > num_warmup else " (none: warm-up had not finished)"),
+            UserWarning,
+            stacklevel=2,
+        )
+    warm = {k: np.asarray(v[:num_warmup]) for k, v in rows.items() if k != "z"} if done else {}
+    # rows are (transition, chain, ...); a Posterior holds (chain, draw, ...)
+    latent = (
+        np.swapaxes(np.asarray(rows["z"][num_warmup:]), 0, 1) if done else np.zeros((num_chains, 0, proj.dim))
+    )
+    fields = {k: np.swapaxes(np.asarray(v[num_warmup:]), 0, 1) for k, v in rows.items() if k != "z"}
+    warm_steps = int(np.sum(warm["num_steps"])) if warm else 0
+    warm_divergences = int(np.sum(warm["diverging"])) if warm else 0
     flat_latent = jnp.asarray(latent.reshape(-1, proj.dim))
-    draws = jax.vmap(proj.to_params)(flat_latent)
+    draws = _to_params(proj, flat_latent)
     samples = jax.tree.map(lambda x: np.asarray(x).reshape(latent.shape[:2] + x.shape[1:]), draws)
-    num_steps = fields["num_steps"]
+    num_steps = fields["num_steps"] if done else np.zeros((num_chains, 0), int)
+    last_step_size = np.asarray(rows["step_size"][-1]) if done else np.ones(num_chains)
     diagnostics = {
-        "divergences": int(fields["diverging"].sum()),
+        "divergences": int(fields["diverging"].sum()) if done else 0,
         "warmup_divergences": warm_divergences,
-        "diverging": fields["diverging"],
-        "accept_prob": float(fields["accept_prob"].mean()),
-        "step_size": fields["adapt_state.step_size"][:, -1],
+        "diverging": fields["diverging"] if done else np.zeros((num_chains, 0), bool),
+        "accept_prob": float(fields["accept_prob"].mean()) if kept else float("nan"),
+        "step_size": last_step_size,
         "num_steps": num_steps,
-        "mean_num_steps": float(num_steps.mean()),
-        "tree_depth": float(np.log2(num_steps + 1).mean()),
+        "mean_num_steps": float(num_steps.mean()) if kept else float("nan"),
+        "tree_depth": float(np.log2(num_steps + 1).mean()) if kept else float("nan"),
         "grad_evals": warm_steps + int(num_steps.sum()),
         "warmup_grad_evals": warm_steps,
-        "wall_time": wall_time,
+        "wall_time": out.wall_time + out.compile_time,
+        "compile_time": out.compile_time,
+        "interrupted": bool(out.interrupted),
     }
     config = {
         "num_warmup": num_warmup,
@@ -182,7 +203,9 @@ def sample(
         "max_tree_depth": int(max_tree_depth),
         "target_accept": float(target_accept),
         "jitter": float(jitter),
-        "latent_prior": repr(prior) if latent_prior is not None else "Normal(0, 100) per latent coordinate",
+        "latent_prior": repr(latent_prior)
+        if latent_prior is not None
+        else "Normal(0, 100) per latent coordinate",
         "latent_dim": proj.dim,
         "dropped_directions": list(proj.dropped),
         "unsampled_params": list(proj.unsampled),

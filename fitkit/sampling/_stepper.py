@@ -1,0 +1,105 @@
+"""NUTS (numpyro's kernel) as a stepper of the one loop: one transition of every chain per step.
+
+numpyro's functional `hmc(potential_fn_gen=...)` takes the model's arrays as
+arguments of every transition, so the compiled loop is shared by calls with
+new data or a new centre; the warm-up schedule is part of the state (`i`
+counts transitions, adaptation stops after `num_warmup`).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+from numpyro.infer.hmc import hmc
+
+from .._loop import RUNNING, Step, Stepper
+
+__all__ = ["NutsStepper", "DEFAULT_LATENT_SCALE"]
+
+# The default latent prior: Normal(0, 100) per coordinate, proper but 100
+# posterior standard deviations wide.
+DEFAULT_LATENT_SCALE = 100.0
+
+
+def _potential_gen(problem, projection, prior):
+    def potential(u):
+        log_prior = dist.Normal(0.0, DEFAULT_LATENT_SCALE).log_prob(u) if prior is None else prior.log_prob(u)
+        return problem.nll(projection.to_params(u)) - jnp.sum(log_prior)
+
+    return potential
+
+
+class NutsStepper(Stepper):
+    """Every chain's next NUTS transition (warm-up first) per loop step.
+
+    `y` is `(z, keys)`: the chains' latent positions `(chains, dim)` and their
+    starting keys; `args` is `(problem, projection, prior)`.
+
+    Attributes:
+        num_warmup: transitions that adapt the step size (and mass matrix).
+        adapt_mass, dense_mass, max_tree_depth, target_accept: NUTS settings.
+        sequential: run the chains one after another (`lax.map`) instead of `vmap`.
+    """
+
+    num_warmup: int = eqx.field(static=True)
+    adapt_mass: bool = eqx.field(static=True)
+    dense_mass: bool = eqx.field(static=True)
+    max_tree_depth: int = eqx.field(static=True)
+    target_accept: float = eqx.field(static=True)
+    sequential: bool = eqx.field(static=True)
+
+    def _kernels(self, z, key, args):
+        init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_gen, algo="NUTS")
+        # init_kernel also sets the kernel's warm-up schedule, which sample_kernel reads.
+        state = init_kernel(
+            z,
+            self.num_warmup,
+            step_size=1.0,
+            adapt_mass_matrix=self.adapt_mass,
+            dense_mass=self.dense_mass,
+            target_accept_prob=self.target_accept,
+            max_tree_depth=self.max_tree_depth,
+            model_args=args,
+            rng_key=key,
+        )
+        return state, sample_kernel
+
+    def _map(self, fn, *xs):
+        if self.sequential:
+            return jax.lax.map(lambda x: fn(*x), xs)
+        return jax.vmap(fn)(*xs)
+
+    def init(self, y0, args):
+        z, keys = y0
+        return self._map(lambda zi, ki: self._kernels(zi, ki, args)[0], z, keys)
+
+    def row_size(self, y0) -> int:
+        z, _ = y0
+        return int(z.size) + 4 * int(z.shape[0])
+
+    def step(self, y, state, args) -> Step:
+        z, keys = y
+
+        def transition(chain_state, key):
+            _, sample_kernel = self._kernels(chain_state.z, key, args)
+            return sample_kernel(chain_state, model_args=args)
+
+        state = self._map(transition, state, keys)
+        row = {
+            "z": state.z,
+            "diverging": state.diverging,
+            "num_steps": state.num_steps,
+            "accept_prob": state.accept_prob,
+            "step_size": state.adapt_state.step_size,
+        }
+        energy = jnp.mean(state.potential_energy)
+        return Step(
+            y=(state.z, keys),
+            state=state,
+            point=(state.z, keys),
+            loss=energy,
+            row=row,
+            code=jnp.asarray(RUNNING, jnp.int32),
+        )
