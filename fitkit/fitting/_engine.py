@@ -330,23 +330,22 @@ def _fit(
         stats["validation_evals"] = n_steps + (2 if restored else 0)
     if batches is not None:
         stats["epochs"] = n_steps / batches.steps_per_epoch
+    packaged = dict(
+        params=result_params,
+        loss=result_loss,
+        steps=n_steps,
+        history=record,
+        wall_time=out.wall_time,
+        compile_time=out.compile_time + finish_compile,
+        method="fit:optax",
+        stats=stats,
+    )
     if code == NONFINITE_CODE:
         bad_paths = [p for p, b in zip(x_paths, np.asarray(carry.state["bad_leaves"])) if b]
         text = nonfinite_message(n_steps - 1, bool(carry.state["loss_finite"]), bad_paths)
+        message = f"{text}. NOT VALID: {describe_flags(('non_finite',))}"
         failure = FitResult(
-            params=result_params,
-            loss=result_loss,
-            steps=n_steps,
-            converged=False,
-            message=f"{text}. NOT VALID: {describe_flags(('non_finite',))}",
-            valid=False,
-            edm=float("nan"),
-            flags=("non_finite",),
-            history=record,
-            wall_time=out.wall_time,
-            compile_time=out.compile_time + finish_compile,
-            method="fit:optax",
-            stats=stats,
+            converged=False, message=message, valid=False, edm=float("nan"), flags=("non_finite",), **packaged
         )
         raise NonFiniteError(text, failure)
     # Running all `steps` is how a fit without a stopper ends: it counts as a
@@ -362,19 +361,12 @@ def _fit(
     if nonfinite:
         message = f"{message}; {nonfinite} of {n_steps} steps met non-finite values (nan={nan!r})"
     result = FitResult(
-        params=result_params,
-        loss=result_loss,
-        steps=n_steps,
         converged=converged,
         message=f"{message}. {verdict.text}",
         valid=not flags,
         edm=verdict.edm,
         flags=flags,
-        history=record,
-        wall_time=out.wall_time,
-        compile_time=out.compile_time + finish_compile,
-        method="fit:optax",
-        stats=stats,
+        **packaged,
     )
     if flags and warn:
         warnings.warn(result.message, ConvergenceWarning, stacklevel=3)

@@ -239,8 +239,9 @@ def solve(
             max_edm,
             best_so_far,
         )
-        # A start whose loss was never finite cannot be repaired by another method.
-        if result.valid or "non_finite" in result.flags:
+        # A start whose loss was never finite cannot be repaired by another method,
+        # and a user who pressed Ctrl-C wants the result now.
+        if result.valid or {"non_finite", "interrupted"} & set(result.flags):
             break
         if attempt > 0 and not onward:
             break  # the fallback has already run from the user's start
