@@ -9,6 +9,7 @@ devices the block index is split over a one-axis mesh with `jax.shard_map`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,6 +42,8 @@ DEFAULT_MAX_MEMORY = 2 * 1024**3
 # Used when the cost of one block cannot be compiled separately (a function that
 # closes over tracers of an outer `jit`): small enough for most models.
 FALLBACK_BATCH_SIZE = 64
+# The plan of every new structure is logged here (logging.getLogger("fitkit").setLevel("INFO") shows it).
+_log = logging.getLogger("fitkit")
 # The widest block worth running per platform: beyond it a block is no faster
 # per column (XLA already vectorises the columns) and needs far more memory.
 FASTEST_BATCH = {"cpu": 16, "gpu": 128, "cuda": 128, "rocm": 128, "tpu": 128}
@@ -190,19 +193,25 @@ def plan_batch_size(
         small, large = 1, min(n, 16)
         cost_small = None if key is None else _block_bytes(make_block, small, abstract)
         if cost_small is None:
-            batch = min(n, FALLBACK_BATCH_SIZE)
+            batch = batch_by_memory = min(n, FALLBACK_BATCH_SIZE)
         elif large == small:
-            batch = 1
+            batch = batch_by_memory = 1
         else:
             cost_large = _block_bytes(make_block, large, abstract) or cost_small
             per_column = max((cost_large - cost_small) / (large - small), 1.0)
             constant = max(cost_small - per_column, 0.0)
             batch = int((budget - fixed_bytes - constant) // per_column)
+        batch_by_memory = batch
         # Time, not memory, sets the block: past a few dozen columns a wider
         # block only moves more memory (measured in scripts/bench/hessian.py).
         batch = max(1, min(n, batch, FASTEST_BATCH.get(platform, FASTEST_BATCH["cpu"])))
         n_blocks = math.ceil(math.ceil(n / batch) / n_devices) * n_devices
-        return math.ceil(n / n_blocks)
+        chosen = math.ceil(n / n_blocks)
+        _log.info(
+            "fitkit: %d columns per block for %d columns on %d %s device(s) (memory allows %s)",
+            chosen, n, n_devices, platform, "?" if cost_small is None else batch_by_memory,
+        )  # fmt: skip
+        return chosen
 
     return memo("batch plans", key, plan)
 
