@@ -77,9 +77,15 @@ class Stepper(eqx.Module):
     def step(self, y: PyTree, state: PyTree, args: PyTree) -> Step:
         raise NotImplementedError
 
-    def row_size(self, y0: PyTree) -> int:
-        """About how many numbers one history row holds (sizes the chunk's row buffer)."""
+    def row_spec(self, y0: PyTree, args: PyTree) -> dict[str, Any]:
+        """The shapes and dtypes (`jax.ShapeDtypeStruct`s) of `Step.row`, declared so that
+        the loop need not trace a step to size its history buffer."""
         raise NotImplementedError
+
+    def loss_dtype(self, y0: PyTree, args: PyTree) -> Any:
+        """The dtype of `Step.loss` (default: that of the first floating leaf of `y0`)."""
+        floats = [x for x in jax.tree.leaves(y0) if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
+        return jnp.result_type(floats[0]) if floats else jnp.result_type(float)
 
 
 class Carry(eqx.Module):
@@ -110,7 +116,7 @@ def _strong(tree):
 
 def _start(stepper: Stepper, y0, args) -> Carry:
     state = _strong(eqx.filter(stepper.init(y0, args), eqx.is_array))
-    loss_dtype = eqx.filter_eval_shape(lambda: stepper.step(y0, stepper.init(y0, args), args).loss).dtype
+    loss_dtype = stepper.loss_dtype(y0, args)
     return Carry(
         y=y0,
         state=state,
@@ -124,7 +130,7 @@ def _start(stepper: Stepper, y0, args) -> Carry:
 def _chunk(stepper: Stepper, carry: Carry, args, stop_at, *, capacity: int):
     """Up to `capacity` steps, ending early at step `stop_at` or when the stepper stops."""
     static = _state_parts(stepper, carry.y, args)
-    shapes = jax.eval_shape(lambda: stepper.step(carry.y, eqx.combine(carry.state, static), args).row)
+    shapes = stepper.row_spec(carry.y, args)
     rows = jax.tree.map(
         lambda s: (
             jnp.full((capacity, *s.shape), jnp.nan, s.dtype)
@@ -152,7 +158,7 @@ def _chunk(stepper: Stepper, carry: Carry, args, stop_at, *, capacity: int):
             best=jax.tree.map(lambda a, b: jnp.where(better, a, b), out.point, carry.best),
             best_loss=jnp.where(better, out.loss, carry.best_loss),
         )
-        rows = jax.tree.map(lambda buffer, value: buffer.at[i].set(value), rows, out.row)
+        rows = jax.tree.map(lambda buffer, value: buffer.at[i].set(value.astype(buffer.dtype)), rows, out.row)
         return carry, rows, i + 1
 
     carry, rows, done = jax.lax.while_loop(cond, body, (carry, rows, jnp.asarray(0, jnp.int32)))
@@ -244,7 +250,8 @@ def run(
         An `Outcome`.
     """
     y0 = jax.tree.map(jnp.asarray, y0)
-    capacity = capacity_for(max_steps, stepper.row_size(y0))
+    row_size = sum(math.prod(s.shape) for s in jax.tree.leaves(stepper.row_spec(y0, args)))
+    capacity = capacity_for(max_steps, row_size)
     start, start_arrays, t_start = compiled(_start, (stepper, y0, args))
     probe = start(start_arrays)
     chunk, _, t_chunk = compiled(_chunk, (stepper, probe, args, jnp.asarray(0, jnp.int32)), capacity=capacity)

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import optax
 
 from .._loop import RUNNING, Step, Stepper
-from ..tree import size
 from ._nan import nonfinite_leaves, zero_nonfinite
 
 __all__ = ["OptaxStepper", "Identity", "STOPPED_CODE", "NONFINITE_CODE"]
@@ -85,8 +84,17 @@ class OptaxStepper(Stepper):
             "loss_finite": jnp.asarray(True),
         }
 
-    def row_size(self, x0) -> int:
-        return 3 + (size(self.latent.to_params(x0)) if self.record_params else 0)
+    def loss_dtype(self, x0, args):
+        return jax.eval_shape(args[0].loss, self.latent.to_params(x0)).dtype
+
+    def row_spec(self, x0, args) -> dict:
+        scalar = jax.ShapeDtypeStruct((), self.loss_dtype(x0, args))
+        spec = {"loss": scalar, "grad_norm": scalar}
+        if args[1] is not None:
+            spec["validation_loss"] = scalar
+        if self.record_params:
+            spec["params"] = jax.eval_shape(self.latent.to_params, x0)
+        return spec
 
     def step(self, x, state, args) -> Step:
         problem, validation, _, _ = args

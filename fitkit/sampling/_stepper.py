@@ -75,9 +75,16 @@ class NutsStepper(Stepper):
         z, keys = y0
         return self._map(lambda zi, ki: self._kernels(zi, ki, args)[0], z, keys)
 
-    def row_size(self, y0) -> int:
+    def row_spec(self, y0, args) -> dict:
         z, _ = y0
-        return int(z.size) + 4 * int(z.shape[0])
+        chains = jax.ShapeDtypeStruct(z.shape[:1], z.dtype)
+        return {
+            "z": jax.ShapeDtypeStruct(z.shape, z.dtype),
+            "diverging": jax.ShapeDtypeStruct(z.shape[:1], jnp.bool_),
+            "num_steps": jax.ShapeDtypeStruct(z.shape[:1], jnp.int32),
+            "accept_prob": chains,
+            "step_size": chains,
+        }
 
     def step(self, y, state, args) -> Step:
         z, keys = y

@@ -66,8 +66,8 @@ class OptimistixStepper(Stepper):
             "terminated": jnp.asarray(False),
         }
 
-    def row_size(self, y0) -> int:
-        return len(COLUMNS)
+    def row_spec(self, y0, problem) -> dict:
+        return {name: jax.ShapeDtypeStruct((), y0.dtype) for name in COLUMNS}
 
     def step(self, y, state, problem) -> Step:
         inner = state["inner"]
