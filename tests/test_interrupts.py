@@ -34,7 +34,7 @@ def test_ctrl_c_during_fit_returns_the_best_params_so_far(problem):
         res = fk.fit(prob, start, optax.sgd(1e-4), steps=10**9, progress=False)
     took = time.perf_counter() - began
     timer.join()
-    assert took < 3.0  # the loop noticed within about a chunk (0.2 s) plus the verdict
+    assert took < 10.0  # generous for a loaded machine: without the interrupt it would run for hours
     assert "interrupted" in res.flags and not res.valid and not res.converged
     assert 0 < res.steps < 10**9 and len(res.history["loss"]) == res.steps
     assert res.loss <= float(prob.loss(start))  # the best params seen, not the start
@@ -51,7 +51,7 @@ def test_ctrl_c_during_solve_returns_the_best_params_so_far(problem):
     res = fk.solve(prob, start, max_steps=10**9, **options)
     took = time.perf_counter() - began
     timer.join()
-    assert took < 3.0
+    assert took < 10.0
     assert "interrupted" in res.flags and not res.valid and res.stats["outcome"] == "interrupted"
     assert "Interrupted" in res.message and 0 < res.steps < 10**9
     assert np.all(np.isfinite(res.history["loss"])) and res.loss < float(prob.loss(start))
@@ -68,7 +68,7 @@ def test_ctrl_c_during_sample_keeps_the_draws_so_far(problem):
         post = fk.sample(prob, best.params, num_samples=10**7, **options)
     took = time.perf_counter() - began
     timer.join()
-    assert took < 4.0
+    assert took < 10.0
     assert post.diagnostics["interrupted"] and 0 < post.num_draws < 10**7
     assert post.latent.shape == (2, post.num_draws, 6) and np.all(np.isfinite(post.flat()))
     assert post.diagnostics["num_steps"].shape == (2, post.num_draws)

@@ -20,7 +20,7 @@ def test_quickstart_runs():
 def test_two_setup_commands_come_first():
     commands = re.findall(r"```bash\n(.*?)\n```", README, re.S)
     assert len(commands[0].splitlines()) == 1 and "python -m fitkit.demo" in commands[0]
-    assert commands[1].endswith("pytest") and "<!-- test-command -->" in README
+    assert commands[1].endswith("pytest -n auto") and "<!-- test-command -->" in README
     ci = (ROOT / ".ci" / "run").read_text()
     assert "test-command" in ci
 
