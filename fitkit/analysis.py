@@ -179,7 +179,7 @@ def _check_sample(start: Any, options: dict) -> None:
     _optional_whole(options, "num_samples")
     _optional_whole(options, "num_chains")
     _optional_whole(options, "max_tree_depth")
-    if options.get("chain_method", "vectorized") not in CHAIN_METHODS:
+    if options.get("chain_method", "sequential") not in CHAIN_METHODS:
         raise ValueError(f"unknown chain_method {options['chain_method']!r}; choose one of {CHAIN_METHODS}")
     target = options.get("target_accept", 0.8)
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:

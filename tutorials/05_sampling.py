@@ -76,8 +76,10 @@ fk.plot.show(fk.plot.matrix(cov.correlation, names, title="Correlation"), "05_co
 # units) and keeps the identity mass matrix: the latent space is already
 # whitened, so NUTS needs only a few leapfrog steps per draw at a step size
 # near 1, and the default warm-up of 200 iterations is plenty (the tutorial
-# used 1000). With several chains, `chain_method="vectorized"` runs them in
-# lock-step on one device; `"parallel"` puts one chain on each device.
+# used 1000). With several chains, the default runs them one after another
+# in the compiled loop on a CPU (chains of different tree depths gain nothing
+# from running in lock-step there) and vectorised on an accelerator;
+# `chain_method="parallel"` spreads them over the devices.
 
 # %%
 num_warmup, num_samples, num_chains = (50, 100, 1) if QUICK else (200, 1000, 2)
