@@ -8,7 +8,7 @@ run, after warm-up, best of `--repeat` runs, compile time reported apart:
   `apply_updates` per step (what the tutorial does);
 - a Python loop over one jitted step function (value_and_grad + update +
   apply fused per step: the best a hand-written loop does);
-- `fk.fit` with its progress bar (50 chunks) and without (one chunk).
+- `fk.fit` with its progress bar and without (chunks of about 0.2 s either way).
 
 Usage: python scripts/bench/fit_loop.py [--steps 500] [--repeat 3]
 Writes scripts/bench/results/fit_loop.json and prints a markdown table.
@@ -111,8 +111,8 @@ def main(steps: int = 500, repeat: int = 3) -> dict:
         )
 
     for name, progress in [
-        ("fk.fit, progress bar (50 chunks)", True),
-        ("fk.fit, progress=False (1 chunk)", False),
+        ("fk.fit, progress bar", True),
+        ("fk.fit, progress=False", False),
     ]:
         results = []
         for _ in range(repeat + 1):  # the first is warm-up
