@@ -40,7 +40,7 @@ __all__ = [
 
 # FITKIT_COMPILE_CACHE=<folder> puts the persistent cache there; 0/off/false/no turns it off.
 ENV_VARIABLE = "FITKIT_COMPILE_CACHE"
-_OFF = {"0", "off", "false", "no", "none", ""}
+_OFF = {"0", "off", "false", "no", "none"}
 # Compilations quicker than this are not written to disk: reading them back
 # would cost about as much as compiling them again.
 MIN_COMPILE_SECONDS = 0.2
@@ -120,7 +120,7 @@ def enable_compile_cache(enable: bool = True, path: str | os.PathLike | None = N
         return None
     if path is None:
         setting = os.environ.get(ENV_VARIABLE, "").strip()
-        path = setting if setting.lower() not in _OFF else default_cache_folder()
+        path = setting if setting and setting.lower() not in _OFF else default_cache_folder()
     folder = pathlib.Path(path).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_enable_compilation_cache", True)
@@ -131,13 +131,13 @@ def enable_compile_cache(enable: bool = True, path: str | os.PathLike | None = N
 
 def enable_from_environment() -> None:
     """What `import fitkit` does: the persistent cache on unless turned off or already configured."""
-    setting = os.environ.get(ENV_VARIABLE)
-    if setting is not None and setting.strip().lower() in _OFF:
+    setting = os.environ.get(ENV_VARIABLE, "").strip()
+    if setting.lower() in _OFF:
         return
     if jax.config.jax_compilation_cache_dir:
         return  # the user configured JAX's cache themselves
     try:
-        enable_compile_cache(True, setting.strip() if setting else None)
+        enable_compile_cache(True, setting or None)
     except OSError:  # a read-only home: run without a persistent cache
         pass
 
