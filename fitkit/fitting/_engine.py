@@ -80,10 +80,13 @@ def fit(
 
     Each step evaluates the loss and its gradient at the current params
     (`eqx.filter_value_and_grad(problem.loss)`), records the loss, feeds the
-    stopper, and applies the optimisers' update. Steps run on device in
-    jitted `lax.scan` chunks; between chunks the progress bar advances and
-    `callback` runs. A stop mid-chunk is exact: later steps of the chunk do
-    nothing and are not recorded.
+    stopper, and applies the optimisers' update. Steps run on device in the
+    one loop of `fitkit._loop`: compiled once per structure (new data, a new
+    start, another `steps` or optimisers built again reuse it), in chunks of
+    about 0.2 s; between chunks the progress bar advances, `callback` runs
+    and Ctrl-C is checked (an interrupted fit returns the best params so far,
+    flagged `interrupted`). A stop mid-chunk is exact: later steps of the
+    chunk are not taken.
 
     Args:
         problem: the `fk.Problem` to fit.
@@ -113,9 +116,8 @@ def fit(
         callback: called between chunks as `callback(step, loss, params)`
             with the number of steps done, the last loss and the current
             params; return True to stop the fit there.
-        chunk_size: steps per jitted chunk (default: 1/50 of `steps` with a
-            progress bar or callback, else all steps in one chunk), rounded
-            up to a multiple of `history_every`.
+        chunk_size: a fixed number of steps between returns to Python
+            (default: as many as take about 0.2 s).
         precondition: natural-gradient descent: the curvature of `problem.nll`
             as an `(n, n)` Fisher or Hessian matrix (`fk.fisher`, `fk.hessian`),
             `"fisher"` or `"hessian"` (computed at the start), or an

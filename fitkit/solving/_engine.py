@@ -78,10 +78,12 @@ def solve(
 ) -> FitResult:
     """Fit `problem` with a quasi-Newton, Newton or least-squares solver from optimistix.
 
-    The whole solve (every step, the log, best-so-far tracking and the
-    history) runs in one compiled `lax.while_loop`; the compiled solve is
-    cached, so repeated calls on problems of the same structure and shapes
-    skip compilation.
+    The solve (every step, best-so-far tracking and the history) runs on
+    device in the one loop of `fitkit._loop`, compiled once per structure:
+    repeated calls with new data, a new start or another `max_steps` skip
+    compilation. The host prints the log between chunks of about 0.2 s and
+    checks for Ctrl-C there (an interrupted solve returns the best params so
+    far, flagged `interrupted`).
 
     Which method (measured in `scripts/bench/solvers.py`; see `docs/performance.md`
     and `fitkit.solving.METHODS`):
