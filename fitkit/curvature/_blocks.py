@@ -190,26 +190,28 @@ def plan_batch_size(
             key = None
 
     def plan() -> int:
-        small, large = 1, min(n, 16)
-        cost_small = None if key is None else _block_bytes(make_block, small, abstract)
-        if cost_small is None:
+        fastest = min(n, FASTEST_BATCH.get(platform, FASTEST_BATCH["cpu"]))
+        # The widest block worth running first: when it fits, it is the answer
+        # and one compiled probe is enough.
+        cost_widest = None if key is None else _block_bytes(make_block, fastest, abstract)
+        if cost_widest is None:
             batch = batch_by_memory = min(n, FALLBACK_BATCH_SIZE)
-        elif large == small:
+        elif cost_widest + fixed_bytes <= budget:
+            batch, batch_by_memory = fastest, f">= {fastest}"
+        elif fastest == 1:
             batch = batch_by_memory = 1
         else:
-            cost_large = _block_bytes(make_block, large, abstract) or cost_small
-            per_column = max((cost_large - cost_small) / (large - small), 1.0)
-            constant = max(cost_small - per_column, 0.0)
-            batch = int((budget - fixed_bytes - constant) // per_column)
-        batch_by_memory = batch
-        # Time, not memory, sets the block: past a few dozen columns a wider
-        # block only moves more memory (measured in scripts/bench/hessian.py).
-        batch = max(1, min(n, batch, FASTEST_BATCH.get(platform, FASTEST_BATCH["cpu"])))
+            # Memory grows about linearly with the width: a + s * b, from two probes.
+            cost_one = _block_bytes(make_block, 1, abstract) or cost_widest
+            per_column = max((cost_widest - cost_one) / (fastest - 1), 1.0)
+            constant = max(cost_one - per_column, 0.0)
+            batch = batch_by_memory = int((budget - fixed_bytes - constant) // per_column)
+        batch = max(1, min(fastest, batch))
         n_blocks = math.ceil(math.ceil(n / batch) / n_devices) * n_devices
         chosen = math.ceil(n / n_blocks)
         _log.info(
             "fitkit: %d columns per block for %d columns on %d %s device(s) (memory allows %s)",
-            chosen, n, n_devices, platform, "?" if cost_small is None else batch_by_memory,
+            chosen, n, n_devices, platform, "?" if cost_widest is None else batch_by_memory,
         )  # fmt: skip
         return chosen
 
