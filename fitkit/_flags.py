@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FLAGS", "describe_flags"]
+__all__ = ["FLAGS", "INFORMATIONAL", "describe_flags", "is_valid"]
 
 # name -> the sentence a user reads; every `FitResult.flags` entry is a key here.
 FLAGS: dict[str, str] = {
@@ -16,7 +16,17 @@ FLAGS: dict[str, str] = {
     "ill-conditioned for the iterative check used above the dense limit), so the distance to the minimum is unknown",
     "nonfinite_steps": "more than a small fraction of the steps met non-finite values and were skipped or zeroed",
     "interrupted": "the run was interrupted before it finished",
+    "at_limit": "some params sit at a bound: the minimum lies beyond it, so they are held there and have "
+    "no symmetric error (the others are fitted and judged with them held)",
 }
+
+# Flags that describe a valid result rather than a reason to distrust it (iminuit's "at limit").
+INFORMATIONAL = frozenset({"at_limit"})
+
+
+def is_valid(flags: tuple[str, ...]) -> bool:
+    """A result is valid when every flag it carries is informational."""
+    return not set(flags) - INFORMATIONAL
 
 
 def describe_flags(flags: tuple[str, ...]) -> str:

@@ -11,7 +11,7 @@ import lineax as lx
 import numpy as np
 
 from . import tree
-from ._flags import describe_flags
+from ._flags import describe_flags, is_valid
 
 __all__ = ["Verdict", "assess", "default_max_edm", "loss_at", "DENSE_LIMIT"]
 
@@ -31,7 +31,7 @@ class Verdict(NamedTuple):
     """Whether a result is a trustworthy minimum.
 
     Attributes:
-        valid: no flags.
+        valid: no flags other than informational ones (`at_limit`).
         edm: `0.5 g^T H^-1 g` of `problem.nll` (NaN when it could not be computed).
         flags: names from `fitkit.FLAGS`.
         text: the verdict in words, for `FitResult.message`.
@@ -56,21 +56,28 @@ def loss_at(problem, params):
 
 
 @eqx.filter_jit
+def _value_and_grad(f, point):
+    x, unravel = tree.ravel(point)
+    return jax.value_and_grad(lambda z: f(unravel(z)))(x)
+
+
 def _gradient(problem, params):
-    x, unravel = tree.ravel(params)
-    value, grad = jax.value_and_grad(lambda z: problem.nll(unravel(z)))(x)
-    return value, grad
+    """The value and flat gradient of `problem.nll` at `params`."""
+    return _value_and_grad(problem.nll, params)
 
 
-def _hvp(problem, params):
-    x, unravel = tree.ravel(params)
-    _, hvp = jax.linearize(jax.grad(lambda z: problem.nll(unravel(z))), x)
-    return x, hvp
+def _hvp(f, point, mask):
+    """Hessian-vector products of `f`; with a mask, the identity on the directions it leaves out."""
+    x, unravel = tree.ravel(point)
+    _, hvp = jax.linearize(jax.grad(lambda z: f(unravel(z))), x)
+    if mask is None:
+        return x, hvp
+    return x, lambda v: jnp.where(mask, hvp(jnp.where(mask, v, 0.0)), v)
 
 
 @eqx.filter_jit
-def _newton_direction(problem, params, grad):
-    x, hvp = _hvp(problem, params)
+def _newton_direction(f, point, grad, mask):
+    x, hvp = _hvp(f, point, mask)
     operator = lx.FunctionLinearOperator(hvp, jax.eval_shape(lambda: x), lx.positive_semidefinite_tag)
     solver = lx.CG(rtol=CG_RTOL, atol=0.0, max_steps=CG_STEPS)
     solution = lx.linear_solve(operator, grad, solver, throw=False)
@@ -78,11 +85,11 @@ def _newton_direction(problem, params, grad):
 
 
 @eqx.filter_jit
-def _lanczos(problem, params, steps: int):
+def _lanczos(f, point, mask, steps: int):
     """`steps` Lanczos steps (fully re-orthogonalised) on the Hessian from a fixed random start:
     the diagonal, the off-diagonal of the tridiagonal matrix whose eigenvalues (Ritz values)
     approach the Hessian's extreme eigenvalues first."""
-    x, hvp = _hvp(problem, params)
+    x, hvp = _hvp(f, point, mask)
     start = jax.random.normal(jax.random.key(0), x.shape, x.dtype)
     basis = jnp.zeros((steps + 1, x.size), x.dtype).at[0].set(start / jnp.linalg.norm(start))
 
@@ -114,11 +121,13 @@ def _ritz_values(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     return np.linalg.eigvalsh(tridiagonal)
 
 
-def _edm_dense(problem, params, grad) -> tuple[float, bool, bool]:
+def _edm_dense(f, point, grad, keep) -> tuple[float, bool, bool]:
     from .curvature import hessian
     from .curvature._diagnose import spectrum_of_matrix
 
-    matrix = np.asarray(hessian(problem.nll, params))
+    matrix = np.asarray(hessian(f, point))
+    if keep is not None:
+        matrix, grad = matrix[np.ix_(keep, keep)], np.asarray(grad)[keep]
     if not np.all(np.isfinite(matrix)):
         return float("nan"), False, True  # non-finite curvature: judged as non-finite by `assess`
     eps = float(jnp.finfo(matrix.dtype).eps)
@@ -133,17 +142,22 @@ def _edm_dense(problem, params, grad) -> tuple[float, bool, bool]:
     return (edm if positive else float("inf")), positive, True
 
 
-def _edm_iterative(problem, params, grad) -> tuple[float, bool, bool]:
+def _edm_iterative(f, point, grad, keep) -> tuple[float, bool, bool]:
     # Lanczos finds the extreme eigenvalues in a few dozen products, so a clear
     # saddle or maximum is caught; CG then gives g^T H^-1 g, whose iterates grow
     # towards the true value, so only a converged CG is an upper-bounded answer.
+    mask = None
+    if keep is not None:
+        mask = np.zeros(np.size(grad), bool)
+        mask[keep] = True
+        grad = jnp.where(mask, grad, 0.0)
     steps = min(LANCZOS_STEPS, int(np.size(grad)))
-    ritz = _ritz_values(*(np.asarray(a, np.float64) for a in _lanczos(problem, params, steps)))
+    ritz = _ritz_values(*(np.asarray(a, np.float64) for a in _lanczos(f, point, mask, steps)))
     top = max(float(ritz.max()), 0.0)
     positive = top > 0 and float(ritz.min()) > -LANCZOS_RTOL * top
     if not positive:
         return float("inf"), False, True
-    direction, curved = (np.asarray(a, np.float64) for a in _newton_direction(problem, params, grad))
+    direction, curved = (np.asarray(a, np.float64) for a in _newton_direction(f, point, grad, mask))
     grad = np.asarray(grad, np.float64)
     edm = 0.5 * float(np.dot(grad, direction))
     residual = float(np.linalg.norm(curved - grad))
@@ -154,29 +168,49 @@ def _edm_iterative(problem, params, grad) -> tuple[float, bool, bool]:
 
 
 def assess(
-    problem, params: Any, engine_flags: tuple[str, ...] = (), *, max_edm: float | None = None
+    problem,
+    params: Any,
+    engine_flags: tuple[str, ...] = (),
+    *,
+    max_edm: float | None = None,
+    parametrisation: Any = None,
+    at_limit: tuple[str, ...] = (),
 ) -> Verdict:
     """Judge `params` as a minimum of `problem.nll` and combine it with what the engine reported.
+
+    With a `parametrisation`, the minimum is judged over the free params only
+    (in their physical units), the others being held at their values or
+    computed by their ties.
 
     Args:
         problem: the `fk.Problem` that was fitted.
         params: the result's params.
         engine_flags: flags the engine already raised (`"call_limit"`, `"solver_failed"`, ...).
         max_edm: the EDM tolerance (default `default_max_edm`).
+        parametrisation: the `fk.Parametrisation` the engine worked through, if any.
+        at_limit: flat names of params held at a bound (informational: flag `at_limit`).
 
     Returns:
-        A `Verdict`; `valid` only when there are no flags at all.
+        A `Verdict`; `valid` only when every flag is informational.
     """
     x, _ = tree.ravel(params)
     max_edm = default_max_edm(x.dtype) if max_edm is None else float(max_edm)
     flags = list(engine_flags)
-    value, grad = _gradient(problem, params)
+    if parametrisation is None:
+        objective, point, keep = problem.nll, params, None
+    else:
+        from ._reduced import OnFlat
+
+        objective, point = OnFlat(problem, parametrisation), parametrisation.flat(params)
+        keep = parametrisation.independent()
+    value, grad = _value_and_grad(objective, point)
     finite = bool(np.isfinite(float(value))) and bool(np.all(np.isfinite(np.asarray(grad))))
     finite = finite and bool(np.all(np.isfinite(np.asarray(x))))
     edm = float("nan")
     if finite:
-        edm, positive, converged = (_edm_dense if x.size <= DENSE_LIMIT else _edm_iterative)(
-            problem, params, grad
+        size = x.size if keep is None else len(keep)
+        edm, positive, converged = (_edm_dense if size <= DENSE_LIMIT else _edm_iterative)(
+            objective, point, grad, keep
         )
         if np.isnan(edm):
             flags.append("non_finite")
@@ -188,9 +222,17 @@ def assess(
             flags.append("above_max_edm")
     else:
         flags.append("non_finite")
+    if at_limit:
+        flags.append("at_limit")
     flags = tuple(dict.fromkeys(flags))
-    if flags:
+    valid = is_valid(flags)
+    if not valid:
         text = f"NOT VALID (edm={edm:.3g}, max_edm={max_edm:g}): {describe_flags(flags)}"
     else:
         text = f"Valid: edm={edm:.3g} <= max_edm={max_edm:g}, curvature positive definite."
-    return Verdict(not flags, edm, flags, text)
+    if at_limit:
+        shown = ", ".join(at_limit[:6]) + (", ..." if len(at_limit) > 6 else "")
+        text = (
+            f"{text} At a bound (held there; its error is one-sided, not a standard deviation): {shown}."
+        )
+    return Verdict(valid, edm, flags, text)

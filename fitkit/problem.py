@@ -142,6 +142,27 @@ def _check_start(problem: Problem, params: Any) -> None:
             )
 
 
+def _check_declarations(bounds, ties) -> tuple[dict, dict]:
+    """Bounds are pairs and ties are functions, under path strings (checked against params later)."""
+    bounds, ties = dict(bounds or {}), dict(ties or {})
+    for path, bound in bounds.items():
+        tree.split_path(path)
+        if not isinstance(bound, tuple | list) or len(bound) != 2:
+            raise ValueError(
+                f"the bounds of {path!r} are {bound!r}; give a pair (lower, upper), with None for no "
+                "bound on that side, e.g. (0.0, None)"
+            )
+        bounds[path] = tuple(None if b is None else np.asarray(b, np.float64) for b in bound)
+    for path, fn in ties.items():
+        tree.split_path(path)
+        if not callable(fn):
+            raise TypeError(
+                f"the tie for {path!r} is a {type(fn).__name__}; give a function of the params, "
+                "e.g. lambda p: p['width']['blue'] * 1.2"
+            )
+    return bounds, ties
+
+
 # The methods every engine builds on: a subclass may add methods, not replace these.
 _OBJECTIVES = frozenset(
     {
@@ -152,6 +173,7 @@ _OBJECTIVES = frozenset(
         "ddof",
         "residuals",
         "log_prior",
+        "log_prior_loss",
         "weights",
         "flat_predictions",
         "predict",
@@ -177,14 +199,32 @@ class Problem(eqx.Module):
         vmap: evaluate observations with `jax.vmap` (`True`), a Python loop
             inside jit (`False`), or decide automatically (`None`: vmap when
             all observations have the same type, static fields and shapes).
+        bounds: optional dict from a path (a sub-tree, a leaf or one element,
+            `"wfe[0]"`) to `(lower, upper)`: numbers or arrays shaped like the
+            leaf, `None` for no bound on that side. Every engine keeps the
+            params inside (open intervals, through smooth bijections of an
+            unconstrained vector). A prior whose support is bounded
+            (`HalfNormal`, `Uniform`, `Beta`, ...) bounds its leaf in the same
+            way unless a bound is given for it.
+        ties: optional dict from a path to a function of the params giving
+            its value (lmfit's `expr`), e.g.
+            `{"width.red": lambda p: p["width"]["blue"] * 1.2}`. A tied param
+            is not free: engines compute it, and its error comes from
+            propagating the free params' covariance. Ties may read other
+            tied params, but not themselves or in a cycle.
+
+    Which params are fixed is chosen per call (`fk.solve(..., fixed=["N"])`),
+    not here, since the same problem is often fitted with different params free.
 
     Raises:
-        TypeError: an observation is not an `fk.Observation`, or a prior has no `log_prob`.
+        TypeError: an observation is not an `fk.Observation`, a prior has no
+            `log_prob`, or a tie is not a function.
         ValueError: unknown likelihood, or a normal likelihood with an
-            observation that has no `error`.
+            observation that has no `error`; a bound that is not a pair.
+            Paths are checked against the params when an engine starts.
 
     Example:
-        >>> prob = fk.Problem(model, [blue, green, red])
+        >>> prob = fk.Problem(model, [blue, green, red], bounds={"flux": (0.0, None)})
         >>> prob.loss(params), prob.chi2r(params)
     """
 
@@ -206,6 +246,8 @@ class Problem(eqx.Module):
     model: Any
     observations: tuple[Observation, ...]
     priors: dict
+    bounds: dict
+    ties: dict
     likelihood: str = eqx.field(static=True)
     vmapped: bool = eqx.field(static=True)
     _stacked: Observation | None
@@ -222,6 +264,8 @@ class Problem(eqx.Module):
         likelihood: str = "normal",
         priors: Mapping[str, Any] | None = None,
         vmap: bool | None = None,
+        bounds: Mapping[str, Any] | None = None,
+        ties: Mapping[str, Any] | None = None,
     ):
         if isinstance(observations, Observation):
             observations = [observations]
@@ -256,6 +300,7 @@ class Problem(eqx.Module):
                     f"the prior for {path!r} is a {type(prior).__name__}; give a numpyro "
                     "distribution (anything with a log_prob method)"
                 )
+        bounds, ties = _check_declarations(bounds, ties)
         _check_data(observations, likelihood)
         stacked = _stack(observations) if vmap in (None, True) else None
         if vmap is True and stacked is None:
@@ -280,6 +325,8 @@ class Problem(eqx.Module):
         self.model = model
         self.observations = observations
         self.priors = priors
+        self.bounds = bounds
+        self.ties = ties
         self.likelihood = likelihood
         self.vmapped = stacked is not None
         self._stacked = stacked
@@ -364,6 +411,37 @@ class Problem(eqx.Module):
         if not _is_tracing(params):
             self._check_structure(params)
 
+    # ------------------------------------------------------------ parameters
+    def declares(self, fixed: Any = None) -> bool:
+        """Whether fitting these params needs a `Parametrisation`: bounds, ties, fixed params,
+        or a prior with bounded support."""
+        if self.bounds or self.ties or fixed:
+            return True
+        return any(
+            getattr(getattr(p, "support", None), "lower_bound", None) is not None
+            or getattr(getattr(p, "support", None), "upper_bound", None) is not None
+            for p in self.priors.values()
+        )
+
+    def parametrisation(self, params: Any, fixed: Any = None):
+        """The map from an unconstrained vector to params that respects this problem's bounds and
+        ties, with the params named in `fixed` held at their values in `params`.
+
+        Args:
+            params: the start (its values become the fixed values).
+            fixed: a path or a list of paths (sub-trees, leaves or elements like `"wfe[0]"`).
+
+        Returns:
+            An `fk.Parametrisation`.
+
+        Raises:
+            ParametrisationError: an unknown path, an empty interval, a start outside its
+                bounds, a tie that refers to itself or forms a cycle, every param fixed.
+        """
+        from .parametrisation import build
+
+        return build(params, bounds=self.bounds, ties=self.ties, priors=self.priors, fixed=fixed)
+
     # ------------------------------------------------------------ predictions
     def _predictions(self, params: Any):
         if self.vmapped:
@@ -423,6 +501,10 @@ class Problem(eqx.Module):
         """
         chi2 = self.chi2(params)
         return (chi2 - 2.0 * self.log_prior(params)) / self.n_data if self.priors else chi2 / self.n_data
+
+    def log_prior_loss(self, params: Any) -> Float[Array, ""]:
+        """`-log_prior(params)`: the priors' part of `nll`."""
+        return -self.log_prior(params)
 
     def log_prior(self, params: Any) -> Float[Array, ""]:
         """Summed log-density of the priors at `params` (0 without priors)."""
@@ -526,7 +608,15 @@ class Problem(eqx.Module):
                 raise ValueError(f"take: indices {idx.tolist()} are out of range for {n_obs} observations")
             if not _is_tracing((self._data, self._valid)):
                 chosen = [self.observations[i] for i in idx]
-                return Problem(self.model, chosen, self.likelihood, self.priors, vmap=self.vmapped)
+                return Problem(
+                    self.model,
+                    chosen,
+                    self.likelihood,
+                    self.priors,
+                    vmap=self.vmapped,
+                    bounds=self.bounds,
+                    ties=self.ties,
+                )
         if not self.vmapped:
             raise ValueError(
                 "take with traced indices needs a vmapped problem (observations of one type and "
@@ -555,6 +645,8 @@ class Problem(eqx.Module):
                 eqx.combine(jax.tree.map(lambda a, j=j: a[j], arrays), static) for j in range(k)
             ),
             "priors": self.priors,
+            "bounds": self.bounds,
+            "ties": self.ties,
             "likelihood": self.likelihood,
             "vmapped": True,
             "_stacked": eqx.combine(arrays, static),

@@ -93,7 +93,7 @@ class Projection(eqx.Module):
     center: Float[Array, " n"]
     matrix: Float[Array, "n k"]
     inverse: Float[Array, "k n"]
-    layout: tree.Layout
+    layout: Any
     names: tuple[str, ...] = eqx.field(static=True)
     dropped: tuple[str, ...] = eqx.field(static=True)
     unsampled: tuple[str, ...] = eqx.field(static=True, default=())
@@ -106,6 +106,11 @@ class Projection(eqx.Module):
     def to_params(self, u: Float[Array, " k"]) -> Any:
         """The params pytree at latent vector `u`."""
         return self.layout.to_params(self.center + self.matrix @ u)
+
+    def log_det_jacobian(self, u: Float[Array, " k"]) -> Float[Array, ""]:
+        """`log |d params / du|` up to a constant: that of the bounds transform behind the projection (0 without)."""
+        inner = getattr(self.layout, "log_det_jacobian", None)
+        return jnp.zeros(()) if inner is None else inner(self.center + self.matrix @ u)
 
     def to_latent(self, params: Any) -> Float[Array, " k"]:
         """The latent vector of `params` (its projection onto the kept directions)."""
@@ -182,8 +187,51 @@ class Projection(eqx.Module):
 CURVATURES = ("fisher", "hessian")
 
 
+def _latent_projection(problem, params, projection, truncate, parametrisation, jacobian) -> Projection:
+    """The whitening projection of the free directions of the unconstrained vector `z` of a parametrisation.
+
+    The curvature is that of `problem.nll` through `T` (minus the log-Jacobian
+    with `jacobian=True`, the density a sampler sees), restricted to the free
+    params; the projection's rows for the other elements are zero, so they never move.
+    """
+    from . import curvature
+    from ._reduced import OnLatent
+
+    if isinstance(projection, Projection):
+        raise ValueError(
+            "with bounds, ties or fixed params the projection lives in the unconstrained space of the "
+            "free params; give projection='fisher' or 'hessian' and it is built there"
+        )
+    z0 = parametrisation.to_latent(params)
+    if projection == "hessian":
+        matrix = curvature.hessian(OnLatent(problem, parametrisation, "nll", jacobian), z0)
+    elif projection == "fisher":
+        jac = curvature.jacobian(OnLatent(problem, parametrisation, "flat_predictions"), z0)
+        matrix = jac.T @ (problem.weights(params)[:, None] * jac)
+        if problem.priors or jacobian:
+            matrix = matrix + curvature.hessian(OnLatent(problem, parametrisation, "log_prior_loss", jacobian), z0)
+    else:
+        raise ValueError(f"unknown projection {projection!r}; give an fk.Projection or one of {CURVATURES}")
+    keep = parametrisation.independent()
+    names = [parametrisation.names[i] for i in keep]
+    block = np.asarray(matrix)[np.ix_(keep, keep)]
+    spectrum, kept, dropped, unsampled = _spectrum(block, names, "Fisher", truncate)
+    lam, vec, scale = spectrum.values[kept], spectrum.vectors[:, kept], spectrum.scale
+    n = parametrisation.size
+    matrix = np.zeros((n, len(kept)))
+    inverse = np.zeros((len(kept), n))
+    matrix[keep] = scale[:, None] * vec / np.sqrt(lam)[None, :]
+    inverse[:, keep] = (np.sqrt(lam)[:, None] * vec.T) / scale[None, :]
+    return Projection._build(z0, matrix, inverse, names, dropped, unsampled, parametrisation, z0.dtype)
+
+
 def resolve_projection(
-    problem, params: Any, projection: Projection | str, truncate: float | None = None
+    problem,
+    params: Any,
+    projection: Projection | str,
+    truncate: float | None = None,
+    parametrisation: Any = None,
+    jacobian: bool = False,
 ) -> Projection:
     """A `Projection` for `params`: the one given, or one built from the curvature of `problem.nll`.
 
@@ -194,6 +242,10 @@ def resolve_projection(
             `"fisher"` / `"hessian"` to whiten `fk.fisher(problem, params)` /
             `fk.hessian(problem.nll, params)`.
         truncate: passed to `Projection.from_fisher` when one is built here.
+        parametrisation: an `fk.Parametrisation` (bounds, ties, fixed params):
+            the projection is then built in its unconstrained space, over the free params.
+        jacobian: with a parametrisation, include the log-Jacobian of its
+            bounds in the curvature (for sampling).
 
     Raises:
         ValueError: a projection of the wrong size or an unknown curvature name.
@@ -202,6 +254,8 @@ def resolve_projection(
     """
     from . import curvature
 
+    if parametrisation is not None:
+        return _latent_projection(problem, params, projection, truncate, parametrisation, jacobian)
     if isinstance(projection, Projection):
         if projection.center.size != tree.size(params):
             raise ValueError(

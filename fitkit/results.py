@@ -12,7 +12,14 @@ import numpy as np
 
 from . import _io, tree
 
-__all__ = ["FitResult", "start_params"]
+__all__ = ["FitResult", "start_params", "inherited_fixed"]
+
+
+def inherited_fixed(params_or_result: Any, fixed: Any) -> Any:
+    """The params to hold fixed: those given, else those a `FitResult` held (a downstream call keeps them)."""
+    if fixed is None and isinstance(params_or_result, FitResult):
+        return list(params_or_result.fixed) or None
+    return fixed
 
 
 def start_params(params_or_result: Any) -> Any:
@@ -81,7 +88,11 @@ class FitResult(eqx.Module):
             inverse curvature at `params`): the decrease of the nll still to be
             had. NaN when it could not be computed.
         flags: why the result is not valid, as names from `fitkit.FLAGS`
-            (empty when valid); `message` says it in words.
+            (empty when valid, apart from the informational `at_limit`);
+            `message` says it in words.
+        fixed: flat names of the params held at their start values (`fixed=`).
+        at_limit: flat names of the params held at a bound because the
+            minimum lies beyond it (flag `at_limit`).
 
     Example:
         >>> res = fk.solve(prob, params)
@@ -102,6 +113,8 @@ class FitResult(eqx.Module):
     valid: bool = False
     edm: float = float("nan")
     flags: tuple[str, ...] = ()
+    fixed: tuple[str, ...] = ()
+    at_limit: tuple[str, ...] = ()
 
     def names(self) -> list[str]:
         """Flat scalar names of the params (`position.blue[0]`, ...), in ravel order."""
@@ -153,6 +166,8 @@ class FitResult(eqx.Module):
                 "valid": bool(self.valid),
                 "edm": float(self.edm),
                 "flags": list(self.flags),
+                "fixed": list(self.fixed),
+                "at_limit": list(self.at_limit),
             },
         )
 
@@ -160,7 +175,8 @@ class FitResult(eqx.Module):
     def load(cls, path: str | os.PathLike) -> FitResult:
         """Read a result written by `save`; arrays come back as NumPy arrays, bit for bit."""
         fields = _io.load_npz(path)
-        fields["flags"] = tuple(fields.get("flags", ()))
+        for name in ("flags", "fixed", "at_limit"):
+            fields[name] = tuple(fields.get(name, ()))
         return cls(**fields)
 
     def __repr__(self) -> str:

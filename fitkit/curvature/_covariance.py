@@ -16,7 +16,10 @@ from .. import _io, tree
 from ._blocks import check_batch_size, sum_blocks
 from ._flat import flatten
 
-__all__ = ["Covariance", "ErrorBars", "Prediction"]
+__all__ = ["Covariance", "ErrorBars", "Prediction", "MAX_REDRAWS"]
+
+# Rounds of redrawing the Laplace draws that fall outside the bounds.
+MAX_REDRAWS = 100
 
 
 class ErrorBars(NamedTuple):
@@ -48,6 +51,11 @@ class Covariance(eqx.Module):
         dropped: directions dropped by a regularised (pseudo-)inverse, in words.
         scale: the factor the inverse curvature was multiplied by (1 unless
             `fk.covariance(..., scale="chi2r")` or a number was asked for).
+        fixed: flat names of params held fixed (zero variance).
+        at_limit: flat names of params held at a bound: their error is not a
+            standard deviation, so `std` is NaN there.
+        lower, upper: flat bounds of the params (`-inf`/`inf` where none), or
+            None; `sample` keeps its draws inside them.
 
     Example:
         >>> cov = fk.covariance(problem, result)
@@ -62,6 +70,10 @@ class Covariance(eqx.Module):
     method: str = eqx.field(static=True, default="")
     dropped: tuple[str, ...] = eqx.field(static=True, default=())
     scale: float = eqx.field(static=True, default=1.0)
+    fixed: tuple[str, ...] = eqx.field(static=True, default=())
+    at_limit: tuple[str, ...] = eqx.field(static=True, default=())
+    lower: Float[Array, " n"] | None = None
+    upper: Float[Array, " n"] | None = None
 
     def __init__(
         self,
@@ -70,6 +82,10 @@ class Covariance(eqx.Module):
         method: str = "",
         dropped: Sequence[str] = (),
         scale: float = 1.0,
+        fixed: Sequence[str] = (),
+        at_limit: Sequence[str] = (),
+        lower: Any = None,
+        upper: Any = None,
     ):
         matrix = jnp.asarray(matrix)
         n = tree.size(mean)
@@ -83,6 +99,10 @@ class Covariance(eqx.Module):
         self.method = str(method)
         self.dropped = tuple(str(d) for d in dropped)
         self.scale = float(scale)
+        self.fixed = tuple(str(name) for name in fixed)
+        self.at_limit = tuple(str(name) for name in at_limit)
+        self.lower = None if lower is None else jnp.asarray(lower, matrix.dtype)
+        self.upper = None if upper is None else jnp.asarray(upper, matrix.dtype)
 
     # ------------------------------------------------------------ summaries
     @property
@@ -92,8 +112,11 @@ class Covariance(eqx.Module):
 
     @property
     def flat_std(self) -> Float[Array, " n"]:
-        """Standard deviations as one vector in `names` order."""
-        return jnp.sqrt(jnp.diag(self.matrix))
+        """Standard deviations as one vector in `names` order (NaN for params at a bound)."""
+        std = jnp.sqrt(jnp.diag(self.matrix))
+        if not self.at_limit:
+            return std
+        return jnp.where(jnp.asarray([n in self.at_limit for n in self.names]), jnp.nan, std)
 
     @property
     def std(self) -> Any:
@@ -151,14 +174,42 @@ class Covariance(eqx.Module):
             key: a JAX random key.
             n: number of draws.
 
+        With bounds (`lower`, `upper`), the draws are those of the normal
+        approximation truncated to the bounds: a draw outside is drawn again
+        (up to `MAX_REDRAWS` rounds, then an error).
+
         Returns:
             A params pytree whose leaves have a leading axis of length `n`.
+
+        Raises:
+            ValueError: `n` is not a positive integer, or the bounds keep
+                rejecting draws (the mode lies far outside them).
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         flat, unravel = tree.ravel(self.mean)
+        root = self._root().T
         z = jax.random.normal(key, (int(n), flat.size), dtype=self.matrix.dtype)
-        return jax.vmap(unravel)(flat + z @ self._root().T)
+        draws = flat + z @ root
+        if self.lower is not None:
+            draws = self._truncate(key, draws, flat, root)
+        return jax.vmap(unravel)(draws)
+
+    def _truncate(self, key, draws, flat, root):
+        lower, upper = np.asarray(self.lower), np.asarray(self.upper)
+        out = np.asarray(draws).copy()
+        for round_ in range(MAX_REDRAWS):
+            outside = np.flatnonzero(np.any((out < lower) | (out > upper), axis=1))
+            if not outside.size:
+                return jnp.asarray(out)
+            key = jax.random.fold_in(key, round_ + 1)
+            z = jax.random.normal(key, (outside.size, flat.size), dtype=self.matrix.dtype)
+            out[outside] = np.asarray(flat + z @ root)
+        raise ValueError(
+            f"Covariance.sample: after {MAX_REDRAWS} rounds, {outside.size} draws still fall outside the "
+            "bounds; the normal approximation puts almost no mass inside them. Sample the posterior "
+            "with fk.sample instead"
+        )
 
     def predict(
         self, fn: Callable[[Any], Any], params: Any = None, batch_size: int | None = None
@@ -210,6 +261,10 @@ class Covariance(eqx.Module):
                 "method": self.method,
                 "dropped": list(self.dropped),
                 "scale": self.scale,
+                "fixed": list(self.fixed),
+                "at_limit": list(self.at_limit),
+                "lower": self.lower,
+                "upper": self.upper,
             },
         )
 
@@ -218,7 +273,15 @@ class Covariance(eqx.Module):
         """Read a covariance written by `save`; arrays come back bit for bit."""
         fields = _io.load_npz(path)
         return cls(
-            fields["matrix"], fields["mean"], fields["method"], fields["dropped"], fields.get("scale", 1.0)
+            fields["matrix"],
+            fields["mean"],
+            fields["method"],
+            fields["dropped"],
+            fields.get("scale", 1.0),
+            fields.get("fixed", ()),
+            fields.get("at_limit", ()),
+            fields.get("lower"),
+            fields.get("upper"),
         )
 
     def __repr__(self) -> str:
@@ -226,4 +289,6 @@ class Covariance(eqx.Module):
         more = ", ..." if self.size > 6 else ""
         extra = f", {len(self.dropped)} dropped directions" if self.dropped else ""
         extra += f", scaled by {self.scale:.6g}" if self.scale != 1.0 else ""
+        extra += f", fixed: {', '.join(self.fixed)}" if self.fixed else ""
+        extra += f", at a bound: {', '.join(self.at_limit)}" if self.at_limit else ""
         return f"Covariance({self.method or 'matrix'}: {self.size} params; std {shown}{more}{extra})"

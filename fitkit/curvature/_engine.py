@@ -6,19 +6,23 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import tree
 from .._config import warn_if_float32
+from .._verdict import _gradient
 from ..problem import Problem
+from ..results import FitResult, inherited_fixed
 from ._blocks import memory_budget
 from ._covariance import Covariance
 from ._diagnose import check_finite, invert, spectrum_of_jacobian, spectrum_of_matrix
 from ._fisher import check_problem, fisher, prior_curvature, whitened_jacobian
 from ._flat import is_tracing
 from ._hessian import hessian
+from ._jacobian import jacobian
 
 __all__ = ["covariance"]
 
@@ -47,6 +51,7 @@ def covariance(
     regularise: bool | float | None = None,
     devices: Sequence[jax.Device] | None = None,
     scale: str | float | None = None,
+    fixed: Any = None,
 ) -> Covariance:
     """The covariance of the params at a mode: the inverse curvature of the problem's nll.
 
@@ -81,6 +86,16 @@ def covariance(
             when they are known, since a poor fit then inflates the error bars
             instead of being noticed. A positive number: multiply by it.
             `Covariance.scale` records the factor applied.
+        fixed: params held at their values (paths, leaves or elements such
+            as `"wfe[0]"`); default: those the `FitResult` given as `params`
+            held, and its params at a bound. They have zero variance (fixed)
+            or an undefined error (at a bound: `std` is NaN there).
+
+    With bounds, ties or fixed params, the curvature is that of the free
+    params, in their physical units; it is inverted there and propagated
+    exactly to every param (`C = J C_free J^T`, `J` the Jacobian of the map
+    from the free params to all params, ties included), so the errors are
+    always those of the params as declared.
 
     Warns:
         ConvergenceWarning: the params are not at a minimum: the estimated
@@ -108,6 +123,8 @@ def covariance(
     ):
         raise ValueError(f"regularise must be None, True, or a non-negative float, got {regularise!r}")
     _check_scale(problem, scale)
+    at_limit = tuple(params.at_limit) if isinstance(params, FitResult) and fixed is None else ()
+    fixed = inherited_fixed(params, fixed)
     params = check_problem(problem, params, "fk.covariance")
     if is_tracing(params):
         raise TypeError(
@@ -118,6 +135,11 @@ def covariance(
     names = tree.names(params)
     eps = float(jnp.finfo(x.dtype).eps)
     warn_if_float32(x.dtype, "The covariance")
+    held = [*(fixed if isinstance(fixed, list | tuple) else [] if fixed is None else [fixed]), *at_limit]
+    if problem.bounds or problem.ties or held:
+        return _free_covariance(
+            problem, params, held, at_limit, method, regularise, scale, batch_size, max_memory, devices
+        )
     if method == "hessian":
         matrix = hessian(problem.nll, params, batch_size=batch_size, max_memory=max_memory, devices=devices)
         spectrum, label, what = (
@@ -142,17 +164,102 @@ def covariance(
             check_finite(matrix, names, what)
             spectrum, label = spectrum_of_matrix(matrix, eps), "fisher:matrix"
     matrix, dropped = invert(spectrum, names, what, regularise)
+    _warn_for_dropped(dropped, what, 2)
+    _, grad = _gradient(problem, params)
+    _warn_if_not_at_minimum(grad, matrix, 2)
+    factor = _factor(problem, params, scale, x.size)
+    return Covariance(
+        jnp.asarray(factor * matrix, dtype=x.dtype), params, label, [d.text for d in dropped], scale=factor
+    )
+
+
+def _factor(problem, params, scale, n_free: int) -> float:
+    """The covariance scale: 1, the number given, or chi2 / (n_data - n_free) for "chi2r"."""
+    if scale is None:
+        return 1.0
+    if scale != "chi2r":
+        return float(scale)
+    ddof = problem.n_data - n_free
+    if ddof <= 0:
+        raise ValueError(
+            f"scale='chi2r' needs more used data points than free parameters: {problem.n_data} points - "
+            f"{n_free} free params = ddof {ddof}; add data or fix some parameters"
+        )
+    return float(problem.chi2(params)) / ddof
+
+
+def _warn_for_dropped(dropped, what, depth: int) -> None:
     if dropped:
         lines = "\n".join(f"  - {d.text}" for d in dropped)
         warnings.warn(
             f"the covariance is a pseudo-inverse of {what}: {len(dropped)} direction(s) were dropped "
             f"and carry no uncertainty:\n{lines}",
-            stacklevel=2,
+            stacklevel=depth + 1,
         )
-    _warn_if_not_at_minimum(problem, params, matrix)
-    factor = float(problem.chi2r(params)) if scale == "chi2r" else 1.0 if scale is None else float(scale)
+
+
+@eqx.filter_jit
+def _propagator(parametrisation, x, keep):
+    """`d flat(T(x_free)) / d x_free`: identity rows for free params, zero for fixed, tie derivatives."""
+
+    def full(free_values):
+        completed = parametrisation.complete(x.at[keep].set(free_values))
+        return parametrisation.layout.to_latent(completed)
+
+    return jax.jacfwd(full)(x[keep])
+
+
+def _free_covariance(problem, params, held, at_limit, method, regularise, scale, batch_size, max_memory, devices):
+    """The covariance of the free params, inverted in their physical units and propagated to all params."""
+    from .._reduced import OnFlat
+    from .._verdict import _value_and_grad
+
+    parametrisation = problem.parametrisation(params, held or None)
+    x = parametrisation.flat(params)
+    params = parametrisation.complete(x)
+    keep = parametrisation.independent()
+    names = [parametrisation.names[i] for i in keep]
+    eps = float(jnp.finfo(x.dtype).eps)
+    block = np.ix_(keep, keep)
+    options = dict(batch_size=batch_size, max_memory=max_memory, devices=devices)
+    if method == "hessian":
+        what, label = "the Hessian of the nll", "hessian"
+        matrix = np.asarray(hessian(OnFlat(problem, parametrisation), x, **options))[block]
+        check_finite(matrix, names, what)
+        spectrum = spectrum_of_matrix(matrix, eps)
+    else:
+        what, label = "the Fisher information", "fisher:svd"
+        jac = np.asarray(jacobian(OnFlat(problem, parametrisation, "flat_predictions"), x, **options))[:, keep]
+        jac = np.sqrt(np.asarray(problem.weights(params)))[:, None] * jac
+        check_finite(jac, names, what)
+        rows = np.zeros((0, len(keep)))
+        if problem.priors:
+            prior = np.asarray(hessian(OnFlat(problem, parametrisation, "log_prior_loss"), x))[block]
+            rows = _prior_rows(prior, eps)
+            if rows is None:
+                label, matrix = "fisher:matrix", jac.T @ jac + prior
+        spectrum = (
+            spectrum_of_matrix(matrix, eps)
+            if label == "fisher:matrix"
+            else spectrum_of_jacobian(np.concatenate([jac, rows]) if rows.size else jac, eps)
+        )
+    free_matrix, dropped = invert(spectrum, names, what, regularise)
+    _warn_for_dropped(dropped, what, 3)
+    _, grad = _value_and_grad(OnFlat(problem, parametrisation), x)
+    _warn_if_not_at_minimum(np.asarray(grad)[keep], free_matrix, 3)
+    factor = _factor(problem, params, scale, len(keep))
+    propagate = np.asarray(_propagator(parametrisation, x, jnp.asarray(keep)), np.float64)
+    matrix = propagate @ (factor * np.asarray(free_matrix, np.float64)) @ propagate.T
     return Covariance(
-        jnp.asarray(factor * matrix, dtype=x.dtype), params, label, [d.text for d in dropped], scale=factor
+        jnp.asarray(matrix, dtype=x.dtype),
+        params,
+        label,
+        [d.text for d in dropped],
+        scale=factor,
+        fixed=parametrisation.fixed_names(),
+        at_limit=tuple(at_limit),
+        lower=parametrisation.lower,
+        upper=parametrisation.upper,
     )
 
 
@@ -161,11 +268,9 @@ def covariance(
 MAX_EDM = 1e-3
 
 
-def _warn_if_not_at_minimum(problem, params, matrix) -> None:
-    from .._verdict import _gradient
+def _warn_if_not_at_minimum(grad, matrix, depth: int) -> None:
     from ..solving._messages import ConvergenceWarning
 
-    _, grad = _gradient(problem, params)
     grad = np.asarray(grad, np.float64)
     edm = 0.5 * float(grad @ np.asarray(matrix, np.float64) @ grad)
     if not edm <= MAX_EDM:
@@ -174,7 +279,7 @@ def _warn_if_not_at_minimum(problem, params, matrix) -> None:
             f"edm = {edm:.3g} > {MAX_EDM:g} in nll units), so the error bars describe the curvature "
             "of a point that is not the optimum; solve first and pass a valid result",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=depth + 1,
         )
 
 

@@ -16,7 +16,9 @@ from .._loop import RUNNING, best_or_last, run
 from .._verdict import assess, loss_at
 from ..problem import Problem
 from ..projection import resolve_projection
-from ..results import FitResult, start_params
+from .._limits import find_at_limit
+from ..parametrisation import normalise_fixed
+from ..results import FitResult, inherited_fixed, start_params
 from . import _log
 from ._messages import (
     CONVERGED,
@@ -74,6 +76,8 @@ def solve(
     max_edm: float | None = None,
     retries: int = 2,
     warn: bool = True,
+    fixed: Any = None,
+    jacobian: bool = False,
     **solver_options: Any,
 ) -> FitResult:
     """Fit `problem` with a quasi-Newton, Newton or least-squares solver from optimistix.
@@ -125,6 +129,13 @@ def solve(
     can take steps so short that the test passes far from the minimum. Check
     `history["grad_norm"]`, use a Newton-type method, or rescale the params.
 
+    Bounds and ties declared on the problem, and the `fixed` params, are
+    respected by working on an unconstrained vector of the free params (see
+    `fk.Parametrisation`). A free param whose minimum lies beyond its bound
+    ends within a tiny distance of it; it is then held at the bound, the
+    others are solved again, and the result carries the informational flag
+    `at_limit` (still valid) with those params listed in `res.at_limit`.
+
     Minimisers run on `problem.loss` (mean squared z-score), or on
     `problem.nll` when the problem has priors, which gives the maximum a
     posteriori (MAP) point. Least-squares methods run on `problem.residuals`
@@ -164,6 +175,14 @@ def solve(
         retries: with `method="auto"`, how many times to retry with `"newton"`
             from a result that is not valid (0 to never retry).
         warn: warn with `ConvergenceWarning` when the result is not valid.
+        fixed: params to hold at their start values: a path or a list of
+            paths (sub-trees, leaves or elements such as `"wfe[0]"`). Default:
+            none, or the same as the `FitResult` given as `params`. Another
+            choice of fixed params reuses the compiled solve.
+        jacobian: must be False: the solve maximises the density of the
+            params as declared (the MAP point of the physical params, CmdStan's
+            `jacobian=False`), whatever bounds transform the solver works
+            through; the log-Jacobian of the bounds is added only by `fk.sample`.
         **solver_options: passed to the named method's constructor, e.g.
             `history_length=10` for `"lbfgs"`, `beta="fletcher-reeves"` for
             `"nonlinear-cg"`, `rdelta=0.2` for `"nelder-mead"`,
@@ -195,8 +214,15 @@ def solve(
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be an fk.Problem, got {type(problem).__name__}")
+    if jacobian is not False:
+        raise ValueError(
+            "jacobian=True (the mode of the unconstrained density) is not offered: fk.solve gives the "
+            "MAP point of the params as declared; use fk.sample for the posterior"
+        )
+    fixed = inherited_fixed(params, fixed)
     params = start_params(params)
     problem.check(params)
+    parametrisation = problem.parametrisation(params, fixed) if problem.declares(fixed) else None
     auto = isinstance(method, str) and method.strip().lower() == "auto"
     rtol = _positive((1e-10 if auto else 1e-8) if rtol is None else rtol, "rtol")
     atol = _positive((1e-14 if auto else 1e-8) if atol is None else atol, "atol")
@@ -212,8 +238,18 @@ def solve(
             raise TypeError(
                 f"solver options {sorted(solver_options)} need a named method; method='auto' picks one itself"
             )
-    latent = tree.Layout.of(params) if projection is None else resolve_projection(problem, params, projection)
-    tried, result = [], params
+    if parametrisation is not None:
+        params = parametrisation.complete(parametrisation.flat(params))
+        latent = (
+            parametrisation
+            if projection is None
+            else resolve_projection(problem, params, projection, parametrisation=parametrisation)
+        )
+    else:
+        latent = (
+            tree.Layout.of(params) if projection is None else resolve_projection(problem, params, projection)
+        )
+    tried, result, at_limit = [], params, ()
     for attempt in range(1 + (retries if auto else 0)):
         solver, name, least_squares = resolve(method, rtol, atol, solver_options)
         if least_squares and problem.priors:
@@ -233,14 +269,41 @@ def solve(
             f"{name}+projection" if projection is not None and attempt == 0 else name,
             objective,
             start,
-            latent if attempt == 0 else tree.Layout.of(start),
+            latent if attempt == 0 else (parametrisation or tree.Layout.of(start)),
             max_steps,
             log_every,
             verbose,
             progress,
             max_edm,
             best_so_far,
+            parametrisation,
+            at_limit,
         )
+        if parametrisation is not None and not result.valid and not {"non_finite", "interrupted"} & set(
+            result.flags
+        ):
+            held, values = find_at_limit(problem, parametrisation, result.params)
+            if held.any():
+                # Hold the params whose minimum lies beyond their bound, and solve the others again.
+                parametrisation = parametrisation.with_fixed(values, held)
+                at_limit = (*at_limit, *(n for n, h in zip(parametrisation.names, held) if h))
+                tried.append(name)
+                result = _solve_latent(
+                    problem,
+                    solver,
+                    name,
+                    objective,
+                    parametrisation.complete(parametrisation.flat(result.params)),
+                    parametrisation,
+                    max_steps,
+                    log_every,
+                    verbose,
+                    progress,
+                    max_edm,
+                    best_so_far,
+                    parametrisation,
+                    at_limit,
+                )
         # A start whose loss was never finite cannot be repaired by another method,
         # and a user who pressed Ctrl-C wants the result now.
         if result.valid or {"non_finite", "interrupted"} & set(result.flags):
@@ -257,6 +320,9 @@ def solve(
         )
     else:
         result = dataclasses.replace(result, stats={**result.stats, "tried": tried})
+    if parametrisation is not None:
+        user_fixed = normalise_fixed(params, fixed)
+        result = dataclasses.replace(result, fixed=user_fixed, at_limit=at_limit)
     if not result.valid:
         if throw:
             raise ConvergenceError(result.message, result)
@@ -278,6 +344,8 @@ def _solve_latent(
     progress,
     max_edm,
     best_so_far,
+    parametrisation=None,
+    at_limit=(),
 ) -> FitResult:
     """Solve for the latent vector `u` (params = `latent.to_params(u)`) and package the result."""
     simplex = isinstance(inner_solver(solver), optx.NelderMead)
@@ -337,7 +405,9 @@ def _solve_latent(
         engine_flags = ()
     else:
         engine_flags = ("call_limit",) if kind == MAX_STEPS else ("solver_failed",)
-    verdict = assess(problem, chosen, engine_flags, max_edm=max_edm)
+    verdict = assess(
+        problem, chosen, engine_flags, max_edm=max_edm, parametrisation=parametrisation, at_limit=at_limit
+    )
     return FitResult(
         params=chosen,
         loss=float(loss_at(problem, chosen)),

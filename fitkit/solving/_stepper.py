@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optimistix as optx
 
 from .._loop import RUNNING, Step, Stepper
+from ..parametrisation import Parametrisation
 from ._observe import Observation, evaluations, holds_loss, inner_solver, inner_state, observe
 
 __all__ = ["OptimistixStepper", "CONVERGED_CODE", "STALLED_CODE", "FAILED_CODE", "COLUMNS"]
@@ -40,7 +41,15 @@ class OptimistixStepper(Stepper):
     stall: int = eqx.field(static=True)
 
     def _fn(self, u, problem):
-        return getattr(problem, self.objective)(self.latent.to_params(u)), None
+        value = getattr(problem, self.objective)(self.latent.to_params(u))
+        if isinstance(self.latent, Parametrisation):
+            # Unit curvature for the params that are not free keeps Newton-type steps defined.
+            if self.objective == "residuals":
+                value = jnp.concatenate([value, self.latent.anchor_residuals(u)])
+            else:
+                scale = 1.0 if self.objective == "nll" else 2.0 / problem.n_data
+                value = value + scale * self.latent.penalty(u)
+        return value, None
 
     def _measure(self, state, y, problem) -> Observation:
         dtype = y.dtype
