@@ -18,6 +18,7 @@ from ._flags import FLAGS
 from ._io import FitKitFileError
 from .module import Module
 from .observation import Observation, ObservationError, valid_mask
+from .parametrisation import Parametrisation, ParametrisationError
 from .problem import ParamsError, ParamsTypeError, Problem
 from .results import FitResult
 from .tree import PathError
@@ -83,6 +84,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Parametrisation",
+    "ParametrisationError",
     "__version__",
     "enable_x64",
     "info",

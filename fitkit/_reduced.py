@@ -12,7 +12,7 @@ from typing import Any
 import equinox as eqx
 from jaxtyping import Array, Float
 
-__all__ = ["OnFlat", "OnLatent"]
+__all__ = ["OnFlat", "OnLatent", "latent_curvature"]
 
 
 class OnFlat(eqx.Module):
@@ -43,3 +43,23 @@ class OnLatent(eqx.Module):
         if self.jacobian:
             value = value - self.parametrisation.log_det_jacobian(z)
         return value
+
+
+def latent_curvature(problem, parametrisation, z, kind: str, jacobian: bool = False):
+    """The `(n, n)` curvature of `problem.nll` in the unconstrained vector `z`: its Hessian, or the
+    Fisher information `J^T W J` of the predictions plus the priors' Hessian (`kind="fisher"`).
+
+    With `jacobian=True` the log-Jacobian of the bounds is part of the function (the density a
+    sampler sees). Rows of params that are not free are zero.
+    """
+    from .curvature import hessian
+    from .curvature import jacobian as jacobian_of
+
+    if kind == "hessian":
+        return hessian(OnLatent(problem, parametrisation, "nll", jacobian), z)
+    jac = jacobian_of(OnLatent(problem, parametrisation, "flat_predictions"), z)
+    params = parametrisation.to_params(z)
+    matrix = jac.T @ (problem.weights(params)[:, None] * jac)
+    if problem.priors or jacobian:
+        matrix = matrix + hessian(OnLatent(problem, parametrisation, "log_prior_loss", jacobian), z)
+    return matrix

@@ -232,7 +232,5 @@ def assess(
         text = f"Valid: edm={edm:.3g} <= max_edm={max_edm:g}, curvature positive definite."
     if at_limit:
         shown = ", ".join(at_limit[:6]) + (", ..." if len(at_limit) > 6 else "")
-        text = (
-            f"{text} At a bound (held there; its error is one-sided, not a standard deviation): {shown}."
-        )
+        text = f"{text} At a bound (held there; its error is one-sided, not a standard deviation): {shown}."
     return Verdict(valid, edm, flags, text)

@@ -400,6 +400,7 @@ def analyse(
     truth: Any = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    fixed: Any = None,
 ) -> Analysis:
     """The whole pipeline: warm start, second-order polish, error bars, posterior samples.
 
@@ -422,6 +423,9 @@ def analyse(
         truth: optional true params (for simulations), shown in report and plots.
         out: a folder to `save` everything to at the end.
         progress: show progress bars and print a line per stage.
+        fixed: params held at their start values in every stage (paths,
+            leaves or elements such as `"wfe[0]"`); params the solve finds at
+            a bound are held there for the error bars too.
 
     Returns:
         An `Analysis`.
@@ -448,6 +452,12 @@ def analyse(
     if truth is not None:
         problem.check(start_params(truth))
     _check_stages(start, options)
+    fixed = [fixed] if isinstance(fixed, str) else fixed
+    if fixed is not None:
+        problem.parametrisation(start, fixed)  # unknown paths and all-fixed fail here, before any stage
+        for stage in options.values():
+            if stage is not None:
+                stage.setdefault("fixed", fixed)
     say = print if progress else (lambda *a, **k: None)
     timings, notes = {}, []
     current = start
@@ -483,6 +493,11 @@ def analyse(
         t0 = time.perf_counter()
         if "batch_size" not in options["uncertainty"] and tree.size(current) <= SMALL:
             options["uncertainty"]["batch_size"] = tree.size(current)
+        at_limit = list(polish.at_limit) if polish is not None else []
+        if at_limit:
+            given = options["uncertainty"].get("fixed") or []
+            given = [given] if isinstance(given, str) else list(given)
+            options["uncertainty"]["fixed"] = [*given, *at_limit]
         try:
             cov = covariance(problem, current, **options["uncertainty"])
         except CurvatureError as err:
@@ -495,7 +510,8 @@ def analyse(
     if options["sample"] is not None:
         t0 = time.perf_counter()
         sample_options = dict(options["sample"])
-        if cov is not None and "projection" not in sample_options:
+        declared = problem.declares(sample_options.get("fixed"))
+        if cov is not None and "projection" not in sample_options and not declared:
             sample_options["projection"] = Projection.from_covariance(
                 np.asarray(cov.matrix), center=current, truncate=1e-14
             )

@@ -26,17 +26,19 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from . import tree
+from .problem import ParamsError
 
 __all__ = [
     "Parametrisation",
     "ParametrisationError",
+    "TreeLatent",
     "element_indices",
     "normalise_fixed",
     "resolve_ties",
 ]
 
 
-class ParametrisationError(ValueError):
+class ParametrisationError(ParamsError):
     """Bounds, ties or fixed params that cannot hold: unknown paths, empty intervals, cycles, a start outside."""
 
 
@@ -129,7 +131,9 @@ def declared_bounds(params: Any, bounds: Mapping[str, Any], priors: Mapping[str,
     for path, bound in bounds.items():
         lo, hi = bound
         index = element_indices(params, path, "bounds")
-        shape = np.shape(tree.get(params, path)) if len(index) > 1 and _is_leaf(params, path) else (len(index),)
+        shape = (
+            np.shape(tree.get(params, path)) if len(index) > 1 and _is_leaf(params, path) else (len(index),)
+        )
         lo = _broadcast_bound(lo, shape, path, "lower").ravel()
         hi = _broadcast_bound(hi, shape, path, "upper").ravel()
         empty = ~(lo < hi)
@@ -200,10 +204,14 @@ def _check_tie_shape(path: str, node: Any, out: Any, size: int) -> None:
     # One leaf may be given a number (broadcast) or an array of the leaf's size.
     broadcast = len(want) == 1 and len(got) == 1 and int(np.prod(got[0])) in (1, size)
     if not (same or broadcast):
-        raise ParametrisationError(f"the tie for {path!r} returns shapes {got}, but the params there have {want}")
+        raise ParametrisationError(
+            f"the tie for {path!r} returns shapes {got}, but the params there have {want}"
+        )
 
 
-def resolve_ties(params: Any, ties: Mapping[str, Callable]) -> tuple[tuple[tuple[str, Callable], ...], np.ndarray]:
+def resolve_ties(
+    params: Any, ties: Mapping[str, Callable]
+) -> tuple[tuple[tuple[str, Callable], ...], np.ndarray]:
     """The ties in an order that computes each after the ties it reads, and the flat mask of tied elements.
 
     Raises:
@@ -396,6 +404,19 @@ class Parametrisation(eqx.Module):
     def anchor_residuals(self, z: Float[Array, " n"]) -> Float[Array, " n"]:
         """`z - z_ref` where an element is not free, 0 where it is (rows appended to least-squares residuals)."""
         return jnp.where(self.free, 0.0, z - jax.lax.stop_gradient(self.unconstrain(self.reference)))
+
+
+class TreeLatent(eqx.Module):
+    """A `Parametrisation` on pytrees: the optimised tree has the params' structure and holds `z`,
+    so per-path optimisers address it by the params' paths."""
+
+    parametrisation: Parametrisation
+
+    def to_params(self, z_tree: Any) -> Any:
+        return self.parametrisation.to_params(self.parametrisation.layout.to_latent(z_tree))
+
+    def to_latent(self, params: Any) -> Any:
+        return self.parametrisation.layout.to_params(self.parametrisation.to_latent(params))
 
 
 def build(

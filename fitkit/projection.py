@@ -194,24 +194,17 @@ def _latent_projection(problem, params, projection, truncate, parametrisation, j
     with `jacobian=True`, the density a sampler sees), restricted to the free
     params; the projection's rows for the other elements are zero, so they never move.
     """
-    from . import curvature
-    from ._reduced import OnLatent
+    from ._reduced import latent_curvature
 
     if isinstance(projection, Projection):
         raise ValueError(
             "with bounds, ties or fixed params the projection lives in the unconstrained space of the "
             "free params; give projection='fisher' or 'hessian' and it is built there"
         )
-    z0 = parametrisation.to_latent(params)
-    if projection == "hessian":
-        matrix = curvature.hessian(OnLatent(problem, parametrisation, "nll", jacobian), z0)
-    elif projection == "fisher":
-        jac = curvature.jacobian(OnLatent(problem, parametrisation, "flat_predictions"), z0)
-        matrix = jac.T @ (problem.weights(params)[:, None] * jac)
-        if problem.priors or jacobian:
-            matrix = matrix + curvature.hessian(OnLatent(problem, parametrisation, "log_prior_loss", jacobian), z0)
-    else:
+    if projection not in CURVATURES:
         raise ValueError(f"unknown projection {projection!r}; give an fk.Projection or one of {CURVATURES}")
+    z0 = parametrisation.to_latent(params)
+    matrix = latent_curvature(problem, parametrisation, z0, projection, jacobian)
     keep = parametrisation.independent()
     names = [parametrisation.names[i] for i in keep]
     block = np.asarray(matrix)[np.ix_(keep, keep)]

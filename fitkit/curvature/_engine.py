@@ -209,7 +209,9 @@ def _propagator(parametrisation, x, keep):
     return jax.jacfwd(full)(x[keep])
 
 
-def _free_covariance(problem, params, held, at_limit, method, regularise, scale, batch_size, max_memory, devices):
+def _free_covariance(
+    problem, params, held, at_limit, method, regularise, scale, batch_size, max_memory, devices
+):
     """The covariance of the free params, inverted in their physical units and propagated to all params."""
     from .._reduced import OnFlat
     from .._verdict import _value_and_grad
@@ -229,7 +231,9 @@ def _free_covariance(problem, params, held, at_limit, method, regularise, scale,
         spectrum = spectrum_of_matrix(matrix, eps)
     else:
         what, label = "the Fisher information", "fisher:svd"
-        jac = np.asarray(jacobian(OnFlat(problem, parametrisation, "flat_predictions"), x, **options))[:, keep]
+        jac = np.asarray(jacobian(OnFlat(problem, parametrisation, "flat_predictions"), x, **options))[
+            :, keep
+        ]
         jac = np.sqrt(np.asarray(problem.weights(params)))[:, None] * jac
         check_finite(jac, names, what)
         rows = np.zeros((0, len(keep)))

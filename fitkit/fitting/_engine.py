@@ -19,9 +19,10 @@ from .._checks import whole
 from .._flags import describe_flags
 from .._loop import run
 from .._verdict import assess
+from ..parametrisation import TreeLatent
 from ..problem import Problem
 from ..projection import resolve_projection
-from ..results import FitResult, start_params
+from ..results import FitResult, inherited_fixed, start_params
 from ..solving._messages import ConvergenceWarning
 from ._batches import EpochBatches
 from ._nan import NAN_POLICIES, NonFiniteError, nonfinite_message
@@ -75,6 +76,7 @@ def fit(
     refresh_every: int | None = None,
     max_edm: float | None = None,
     warn: bool = True,
+    fixed: Any = None,
 ) -> FitResult:
     """Fit `problem.loss` with optax optimisers, in a fused on-device loop.
 
@@ -175,16 +177,24 @@ def fit(
         chunk_size=chunk_size,
         max_edm=max_edm,
         warn=warn,
-        **_geometry(problem, params, optimisers, precondition, projection, damping, refresh_every),
+        **_geometry(problem, params, optimisers, precondition, projection, damping, refresh_every, fixed),
     )
 
 
-def _geometry(problem, params, optimisers, precondition, projection, damping, refresh_every) -> dict:
-    """The `transform` and `latent` hooks of `_fit` for natural gradients and projections."""
+def _geometry(problem, params, optimisers, precondition, projection, damping, refresh_every, fixed) -> dict:
+    """The `transform` and `latent` hooks of `_fit` for bounds and fixed params, natural gradients and projections."""
+    parametrisation = None
+    if isinstance(problem, Problem):
+        fixed = inherited_fixed(params, fixed)
+        if problem.declares(fixed):
+            start = start_params(params)
+            problem.check(start)
+            parametrisation = problem.parametrisation(start, fixed)
+    hooks = {} if parametrisation is None else {"parametrisation": parametrisation}
     if precondition is None and projection is None:
         if refresh_every is not None:
             raise ValueError("refresh_every needs precondition='fisher' or 'hessian'")
-        return {}
+        return hooks
     if precondition is not None and projection is not None:
         raise ValueError(
             "give precondition or projection, not both: a whitened latent space needs no preconditioner"
@@ -194,7 +204,12 @@ def _geometry(problem, params, optimisers, precondition, projection, damping, re
     params = start_params(params)
     problem.check(params)
     if precondition is not None:
-        return {"transform": preconditioner(problem, params, precondition, damping, refresh_every)}
+        return {
+            **hooks,
+            "transform": preconditioner(
+                problem, params, precondition, damping, refresh_every, parametrisation
+            ),
+        }
     if isinstance(optimisers, dict):
         raise ValueError(
             "with projection=..., give one optax optimiser (e.g. optax.sgd(0.5)): the latent "
@@ -202,10 +217,10 @@ def _geometry(problem, params, optimisers, precondition, projection, damping, re
         )
     if refresh_every is not None:
         raise ValueError("refresh_every applies to precondition=..., not to projection=...")
-    proj = resolve_projection(problem, params, projection)
+    proj = resolve_projection(problem, params, projection, parametrisation=parametrisation)
     # The loss is 2 / n_data times the nll, whose curvature is the identity in
     # latent units: rescale so that a learning rate of 1 is a Newton step here too.
-    return {"latent": proj, "transform": optax.scale(problem.n_data / 2.0)}
+    return {**hooks, "latent": proj, "transform": optax.scale(problem.n_data / 2.0)}
 
 
 def _fit(
@@ -228,6 +243,7 @@ def _fit(
     warn=True,
     transform: optax.GradientTransformation | None = None,
     latent: Any = None,
+    parametrisation: Any = None,
 ) -> FitResult:
     """The engine behind `fit`: an `OptaxStepper` driven by the one loop.
 
@@ -254,6 +270,9 @@ def _fit(
     problem.check(params)
     if validation is not None:
         validation.check(params)
+    if parametrisation is not None:
+        params = parametrisation.complete(parametrisation.flat(params))
+        latent = TreeLatent(parametrisation) if latent is None else latent
     latent = Identity() if latent is None else latent
     x0 = jax.tree.map(jnp.asarray, latent.to_latent(params))
     optimiser, frozen = map_optimisers(x0, optimisers)
@@ -355,7 +374,7 @@ def _fit(
     engine_flags = ("nonfinite_steps",) if nonfinite > max(1, NONFINITE_FRACTION * n_steps) else ()
     if out.interrupted:
         engine_flags = (*engine_flags, "interrupted")
-    verdict = assess(problem, result_params, engine_flags, max_edm=max_edm)
+    verdict = assess(problem, result_params, engine_flags, max_edm=max_edm, parametrisation=parametrisation)
     flags = verdict.flags
     if not verdict.valid and not converged and not out.interrupted:
         flags = (*flags, "interrupted" if out.stopped_by_callback else "call_limit")
@@ -368,6 +387,7 @@ def _fit(
         valid=not flags,
         edm=verdict.edm,
         flags=flags,
+        fixed=() if parametrisation is None else parametrisation.fixed_names(),
         **packaged,
     )
     if flags and warn:

@@ -45,6 +45,7 @@ def natural_gradient(
     matrix: Float[Array, "n n"] | Callable[[Any], Float[Array, "n n"]],
     damping: float = 1e-10,
     refresh_every: int | None = None,
+    parametrisation: Any = None,
 ) -> optax.GradientTransformation:
     """Precondition gradients with the inverse of a Fisher or Hessian matrix.
 
@@ -109,12 +110,38 @@ def natural_gradient(
     return optax.GradientTransformation(init, update)
 
 
+def _latent_preconditioner(problem, params, precondition, damping, refresh_every, parametrisation):
+    """Natural gradients in the unconstrained space of a parametrisation: its curvature there,
+    the identity for the params that are not free (their gradient is zero)."""
+    from .._reduced import latent_curvature
+    from ..projection import CURVATURES
+
+    if not isinstance(precondition, str) or precondition not in CURVATURES:
+        raise ValueError(
+            "with bounds, ties or fixed params the fit runs in the unconstrained space of the free "
+            f"params; give precondition='fisher' or 'hessian' (one of {CURVATURES}) and it is computed there"
+        )
+    scale = 2.0 / problem.n_data
+    free = jnp.asarray(parametrisation.free)
+    layout = parametrisation.layout
+
+    def at(z_tree):
+        matrix = latent_curvature(problem, parametrisation, layout.to_latent(z_tree), precondition)
+        both = free[:, None] & free[None, :]
+        return jnp.where(both, scale * matrix, jnp.diag(jnp.where(free, 0.0, 1.0)))
+
+    if refresh_every is not None:
+        return natural_gradient(at, damping, refresh_every)
+    return natural_gradient(at(layout.to_params(parametrisation.to_latent(params))), damping)
+
+
 def preconditioner(
     problem,
     params: Any,
     precondition: Any,
     damping: float = 1e-10,
     refresh_every: int | None = None,
+    parametrisation: Any = None,
 ) -> optax.GradientTransformation:
     """The `natural_gradient` transformation that `fk.fit(precondition=...)` chains first.
 
@@ -139,6 +166,8 @@ def preconditioner(
         matrix = curvature.fisher(problem, p) if kind == "fisher" else curvature.hessian(problem.nll, p)
         return scale * matrix
 
+    if parametrisation is not None:
+        return _latent_preconditioner(problem, params, precondition, damping, refresh_every, parametrisation)
     if isinstance(precondition, str):
         if precondition not in CURVATURES:
             raise ValueError(

@@ -18,7 +18,7 @@ from .._loop import run
 from ..fitting._progress import Progress
 from ..problem import Problem
 from ..projection import Projection, TruncationWarning, resolve_projection
-from ..results import start_params
+from ..results import inherited_fixed, start_params
 from ._posterior import Posterior
 from ._stepper import NutsStepper
 
@@ -30,6 +30,21 @@ CHAIN_METHODS = ("vectorized", "parallel", "sequential")
 @eqx.filter_jit
 def _to_params(projection, latent):
     return jax.vmap(projection.to_params)(latent)
+
+
+# A mode on a bound (a param held at its limit) is centred this far inside it, in
+# the unconstrained units, where the density of the bounded param is finite.
+EDGE = 20.0
+
+
+def _inside(parametrisation, params):
+    """`params` with every bounded element at least `EDGE` unconstrained units inside its bounds."""
+    if parametrisation is None:
+        return params
+    z = jnp.clip(parametrisation.to_latent(params), -EDGE, EDGE)
+    bounded = jnp.isfinite(parametrisation.lower) | jnp.isfinite(parametrisation.upper)
+    z = jnp.where(bounded, z, parametrisation.to_latent(params))
+    return parametrisation.to_params(z)
 
 
 def sample(
@@ -50,6 +65,7 @@ def sample(
     target_accept: float = 0.8,
     jitter: float = 0.1,
     truncate: float | None = None,
+    fixed: Any = None,
 ) -> Posterior:
     """Sample the posterior with NUTS in the whitened latent space around `params`.
 
@@ -106,8 +122,12 @@ def sample(
         >>> post = fk.sample(prob, res.params, num_samples=500, num_chains=2)
         >>> post.summary()
     """
+    fixed = inherited_fixed(params, fixed)
     params = start_params(params)
     problem.check(params)
+    parametrisation = problem.parametrisation(params, fixed) if problem.declares(fixed) else None
+    if parametrisation is not None:
+        params = parametrisation.complete(parametrisation.flat(params))
     num_warmup = whole(num_warmup, "num_warmup", 0)
     num_samples = whole(num_samples, "num_samples", 1)
     num_chains = whole(num_chains, "num_chains", 1)
@@ -118,7 +138,14 @@ def sample(
         raise ValueError(f"unknown chain_method {chain_method!r}; choose one of {CHAIN_METHODS}")
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
-    proj = resolve_projection(problem, params, "hessian" if projection is None else projection, truncate)
+    proj = resolve_projection(
+        problem,
+        _inside(parametrisation, params),
+        "hessian" if projection is None else projection,
+        truncate,
+        parametrisation=parametrisation,
+        jacobian=True,
+    )
     if proj.unsampled:
         warnings.warn(
             f"the projection drops {len(proj.dropped)} direction(s) ({'; '.join(proj.dropped)}), so "

@@ -26,7 +26,8 @@ DEFAULT_LATENT_SCALE = 100.0
 def _potential_gen(problem, projection, prior):
     def potential(u):
         log_prior = dist.Normal(0.0, DEFAULT_LATENT_SCALE).log_prob(u) if prior is None else prior.log_prob(u)
-        return problem.nll(projection.to_params(u)) - jnp.sum(log_prior)
+        # The log-Jacobian of the bounds makes a prior on the physical params mean what it says.
+        return problem.nll(projection.to_params(u)) - projection.log_det_jacobian(u) - jnp.sum(log_prior)
 
     return potential
 

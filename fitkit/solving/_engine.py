@@ -12,12 +12,12 @@ import optimistix as optx
 
 from .. import tree
 from .._checks import whole
+from .._limits import find_at_limit
 from .._loop import RUNNING, best_or_last, run
 from .._verdict import assess, loss_at
+from ..parametrisation import normalise_fixed
 from ..problem import Problem
 from ..projection import resolve_projection
-from .._limits import find_at_limit
-from ..parametrisation import normalise_fixed
 from ..results import FitResult, inherited_fixed, start_params
 from . import _log
 from ._messages import (
@@ -279,8 +279,10 @@ def solve(
             parametrisation,
             at_limit,
         )
-        if parametrisation is not None and not result.valid and not {"non_finite", "interrupted"} & set(
-            result.flags
+        if (
+            parametrisation is not None
+            and not result.valid
+            and not {"non_finite", "interrupted"} & set(result.flags)
         ):
             held, values = find_at_limit(problem, parametrisation, result.params)
             if held.any():
