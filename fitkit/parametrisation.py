@@ -444,15 +444,14 @@ def build(
             f"{names[int(np.flatnonzero(both)[0])]!r} is both tied and fixed; a tie already fixes its value"
         )
     lower, upper = declared_bounds(params, bounds, priors)
-    tied_bound = tied & (np.isfinite(lower) | np.isfinite(upper))
-    user_bound = np.zeros(len(names), bool)
     for path in bounds:
-        user_bound[element_indices(params, path, "bounds")] = True
-    if (tied_bound & user_bound).any():
-        raise ParametrisationError(
-            f"{names[int(np.flatnonzero(tied_bound & user_bound)[0])]!r} is tied and bounded; a tied param "
-            "follows the params it is computed from: bound those instead"
-        )
+        index = element_indices(params, path, "bounds")
+        # A bound over a sub-tree skips its tied leaves; a bound on tied params alone is a mistake.
+        if tied[index].all():
+            raise ParametrisationError(
+                f"{path!r} is tied and bounded; a tied param follows the params it is computed from: "
+                "bound those instead"
+            )
     lower, upper = np.where(tied, -np.inf, lower), np.where(tied, np.inf, upper)
     free = ~held & ~tied
     if not free.any():

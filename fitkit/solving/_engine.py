@@ -219,6 +219,12 @@ def solve(
             "jacobian=True (the mode of the unconstrained density) is not offered: fk.solve gives the "
             "MAP point of the params as declared; use fk.sample for the posterior"
         )
+    declared = sorted({"bounds", "ties", "priors"} & set(solver_options))
+    if declared:
+        raise TypeError(
+            f"{', '.join(declared)} belong to the problem, not to the solve: declare them with "
+            f"fk.Problem(model, observations, {declared[0]}={{...}}) and every engine respects them"
+        )
     fixed = inherited_fixed(params, fixed)
     params = start_params(params)
     problem.check(params)
