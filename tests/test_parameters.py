@@ -382,3 +382,36 @@ def test_a_result_saves_and_loads_what_was_fixed(decay, tmp_path):
     cov = fk.covariance(problem, res)
     cov.save(tmp_path / "cov.npz")
     assert fk.Covariance.load(tmp_path / "cov.npz").fixed == ("N",)
+
+
+def test_projected_solves_and_natural_gradients_work_through_the_bounds(sine):
+    problem, _, _ = sine
+    start = {"amp": 4.0, "decay": 0.03, "shift": -0.3, "omega": 2.01}
+    best = fk.solve(problem, start)
+    projected = fk.solve(problem, start, method="bfgs", projection="hessian", fixed=["omega"])
+    held = fk.solve(problem, start, fixed=["omega"])
+    assert projected.valid and projected.fixed == ("omega",)
+    for name in ("amp", "decay", "shift"):
+        assert float(projected.params[name]) == pytest.approx(float(held.params[name]), rel=1e-7)
+    natural = fk.fit(
+        problem, start, optax.sgd(0.5), precondition="fisher", refresh_every=1, steps=60, progress=False
+    )
+    for name in best.params:
+        assert float(natural.params[name]) == pytest.approx(float(best.params[name]), rel=1e-6)
+
+
+def test_analyse_holds_the_fixed_params_in_every_stage(decay):
+    problem, _, _ = decay
+    analysis = fk.analyse(
+        problem,
+        {"N": 7.5, "tau": 2.0},
+        fixed="N",
+        fit=False,
+        solve={"method": "levenberg-marquardt"},
+        sample={"num_samples": 200, "num_warmup": 100},
+        progress=False,
+    )
+    assert analysis.solve.fixed == ("N",)
+    assert float(analysis.covariance.std["N"]) == 0.0
+    assert np.all(np.asarray(analysis.posterior.samples["N"]) == 7.5)
+    assert float(analysis.covariance.std["tau"]) > 0

@@ -46,6 +46,11 @@ def summary_frame(draws: Float[np.ndarray, "chain draw p"], names: list[str], pr
     draws = np.asarray(draws)
     pooled = draws.reshape(-1, draws.shape[-1])
     low, high = (1 - prob) / 2, 1 - (1 - prob) / 2
+    # A fixed param is constant in every draw: it has no ESS or R-hat (NaN), and no warning.
+    constant = np.all(pooled == pooled[:1], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chain_stats = {"ess_bulk": ess_bulk(draws), "ess_tail": ess_tail(draws), "r_hat": r_hat(draws)}
+    chain_stats = {k: np.where(constant, np.nan, v) for k, v in chain_stats.items()}
     return pd.DataFrame(
         {
             "mean": pooled.mean(0),
@@ -53,9 +58,7 @@ def summary_frame(draws: Float[np.ndarray, "chain draw p"], names: list[str], pr
             "median": np.median(pooled, 0),
             f"q{100 * low:g}": np.quantile(pooled, low, axis=0),
             f"q{100 * high:g}": np.quantile(pooled, high, axis=0),
-            "ess_bulk": ess_bulk(draws),
-            "ess_tail": ess_tail(draws),
-            "r_hat": r_hat(draws),
+            **chain_stats,
         },
         index=pd.Index(names, name="param"),
     )
