@@ -164,21 +164,29 @@ def _is_leaf(params, path) -> bool:
     return len(jax.tree.leaves(node)) == 1 and jax.tree.leaves(node)[0] is node
 
 
-def check_inside(params: Any, lower: np.ndarray, upper: np.ndarray, free: np.ndarray) -> None:
-    """Refuse a start outside its bounds, naming the first elements that are.
+def check_inside(params: Any, lower: np.ndarray, upper: np.ndarray, free: np.ndarray, on_bound: bool) -> None:
+    """Refuse a start outside its bounds (or on one, unless `on_bound`), naming the first elements that are.
 
     Raises:
-        ParametrisationError: some free element lies below its lower or above its upper bound.
+        ParametrisationError: some free element lies outside its bounds, or on one.
     """
     x = np.asarray(tree.ravel(params)[0], np.float64)
+    names = tree.names(params)
     outside = free & ((x < lower) | (x > upper))
     if outside.any():
-        names = tree.names(params)
         shown = ", ".join(
             f"{names[i]} = {x[i]:g} not in [{lower[i]:g}, {upper[i]:g}]" for i in np.flatnonzero(outside)[:4]
         )
         raise ParametrisationError(
             f"the start lies outside its bounds: {shown}; start every bounded parameter inside its bounds"
+        )
+    edge = free & ((x == lower) | (x == upper))
+    if edge.any() and not on_bound:
+        shown = ", ".join(f"{names[i]} = {x[i]:g}" for i in np.flatnonzero(edge)[:4])
+        raise ParametrisationError(
+            f"the start lies on a bound: {shown}; start strictly inside (a bound is at infinity in the "
+            "unconstrained space the engines work in, so a param there could not move). To keep a "
+            "param at its bound, fix it: fixed=[...]"
         )
 
 
@@ -426,13 +434,14 @@ def build(
     ties: Mapping[str, Callable],
     priors: Mapping[str, Any],
     fixed: Sequence[str] | str | None,
+    on_bound: bool = False,
 ) -> Parametrisation:
     """The `Parametrisation` of a problem's declarations at the start `params`.
 
     Raises:
         ParametrisationError: an unknown path, an empty interval, a start outside its
-            bounds, a tie that refers to itself or forms a cycle, a param both tied and
-            fixed or bounded, every param fixed.
+            bounds (or on one, unless `on_bound`), a tie that refers to itself or forms a
+            cycle, a param both tied and fixed or bounded, every param fixed.
     """
     names = tree.names(params)
     order, tied = resolve_ties(params, ties)
@@ -456,7 +465,7 @@ def build(
     free = ~held & ~tied
     if not free.any():
         raise ParametrisationError("every parameter is fixed or tied, so nothing is left to fit; release one")
-    check_inside(params, lower, upper, free)
+    check_inside(params, lower, upper, free, on_bound)
     layout = tree.Layout.of(params)
     x = layout.to_latent(params)
     dtype = x.dtype

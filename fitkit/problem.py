@@ -423,13 +423,15 @@ class Problem(eqx.Module):
             for p in self.priors.values()
         )
 
-    def parametrisation(self, params: Any, fixed: Any = None):
+    def parametrisation(self, params: Any, fixed: Any = None, on_bound: bool = False):
         """The map from an unconstrained vector to params that respects this problem's bounds and
         ties, with the params named in `fixed` held at their values in `params`.
 
         Args:
             params: the start (its values become the fixed values).
             fixed: a path or a list of paths (sub-trees, leaves or elements like `"wfe[0]"`).
+            on_bound: allow free params to start exactly on a bound (the sampler starts
+                them a little inside); otherwise that is an error.
 
         Returns:
             An `fk.Parametrisation`.
@@ -440,7 +442,9 @@ class Problem(eqx.Module):
         """
         from .parametrisation import build
 
-        return build(params, bounds=self.bounds, ties=self.ties, priors=self.priors, fixed=fixed)
+        return build(
+            params, bounds=self.bounds, ties=self.ties, priors=self.priors, fixed=fixed, on_bound=on_bound
+        )
 
     # ------------------------------------------------------------ predictions
     def _predictions(self, params: Any):

@@ -15,10 +15,12 @@ from . import _io, tree
 __all__ = ["FitResult", "start_params", "inherited_fixed"]
 
 
-def inherited_fixed(params_or_result: Any, fixed: Any) -> Any:
-    """The params to hold fixed: those given, else those a `FitResult` held (a downstream call keeps them)."""
+def inherited_fixed(params_or_result: Any, fixed: Any, at_limit: bool = True) -> Any:
+    """The params to hold fixed: those given, else those a `FitResult` held (a downstream call keeps
+    them), with the params it held at a bound unless `at_limit=False`."""
     if fixed is None and isinstance(params_or_result, FitResult):
-        return list(params_or_result.fixed) or None
+        held = [*params_or_result.fixed, *(params_or_result.at_limit if at_limit else ())]
+        return held or None
     return fixed
 
 

@@ -207,6 +207,12 @@ def test_a_minimum_beyond_a_bound_is_held_there_and_flagged():
     assert float(cov.std["slope"]) == pytest.approx(sigma / np.sqrt(np.sum(x * x)), rel=1e-9)
     draws = cov.sample(jax.random.key(0), 200)
     assert np.all(np.asarray(draws["offset"]) == 0.0)
+    # chained from the result, the offset stays held; the sampler explores next to the bound
+    again = fk.solve(problem, res)
+    assert again.valid and float(again.params["offset"]) == 0.0
+    assert float(again.params["slope"]) == pytest.approx(slope, rel=1e-9)
+    post = fk.sample(problem, res, num_samples=300, progress=False)
+    assert np.all(np.asarray(post.samples["offset"]) > 0)
 
 
 def test_laplace_draws_stay_inside_the_bounds(sine):
@@ -328,6 +334,7 @@ def line():
         ),
         ({"bounds": {"offset": (1.0, 0.0)}}, None, ["(1, 0)", "lower bound must be below"]),
         ({"bounds": {"offset": (1.0, 2.0)}}, None, ["offset = 0.5 not in [1, 2]", "outside its bounds"]),
+        ({"bounds": {"offset": (0.5, 2.0)}}, None, ["on a bound: offset = 0.5", "fix it"]),
         ({"ties": {"offset": lambda p: p["offset"] * 2}}, None, ["refers to 'offset' itself"]),
         (
             {"ties": {"offset": lambda p: p["slope"], "slope": lambda p: p["offset"]}},

@@ -124,7 +124,7 @@ def covariance(
         raise ValueError(f"regularise must be None, True, or a non-negative float, got {regularise!r}")
     _check_scale(problem, scale)
     at_limit = tuple(params.at_limit) if isinstance(params, FitResult) and fixed is None else ()
-    fixed = inherited_fixed(params, fixed)
+    fixed = inherited_fixed(params, fixed, at_limit=False)
     params = check_problem(problem, params, "fk.covariance")
     if is_tracing(params):
         raise TypeError(
@@ -216,7 +216,7 @@ def _free_covariance(
     from .._reduced import OnFlat
     from .._verdict import _value_and_grad
 
-    parametrisation = problem.parametrisation(params, held or None)
+    parametrisation = problem.parametrisation(params, held or None, on_bound=True)
     x = parametrisation.flat(params)
     params = parametrisation.complete(x)
     keep = parametrisation.independent()

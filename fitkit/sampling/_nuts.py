@@ -122,10 +122,13 @@ def sample(
         >>> post = fk.sample(prob, res.params, num_samples=500, num_chains=2)
         >>> post.summary()
     """
-    fixed = inherited_fixed(params, fixed)
+    # Params a solve held at a bound are sampled: the posterior has mass next to it.
+    fixed = inherited_fixed(params, fixed, at_limit=False)
     params = start_params(params)
     problem.check(params)
-    parametrisation = problem.parametrisation(params, fixed) if problem.declares(fixed) else None
+    parametrisation = (
+        problem.parametrisation(params, fixed, on_bound=True) if problem.declares(fixed) else None
+    )
     if parametrisation is not None:
         params = parametrisation.complete(parametrisation.flat(params))
     num_warmup = whole(num_warmup, "num_warmup", 0)
