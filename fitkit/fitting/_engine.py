@@ -142,6 +142,12 @@ def fit(
             fails. `res.flags` says why not; a result that is not valid warns
             with `fk.ConvergenceWarning`.
         warn: warn when the result is not valid.
+        fixed: params held at their start values (paths, leaves or elements
+            such as `"wfe[0]"`; default: those of a `FitResult` given as
+            `params`). With bounds or ties declared on the problem, or fixed
+            params, the optimisers work on the unconstrained values of the
+            params (same pytree, same paths, so per-path optimisers apply):
+            bounded params stay inside their bounds at every step.
 
     Returns:
         A `FitResult` with `method="fit:optax"`; `history` has `step`, `loss`,

@@ -110,6 +110,16 @@ def sample(
             Params with weight in a dropped direction are not sampled along
             it: a `TruncationWarning` names them, and `Posterior.summary`
             reports NaN for their spread instead of a spread that is too small.
+        fixed: params held at their values (paths, leaves or elements; default:
+            those a `FitResult` given as `params` held; params it held at a
+            bound are sampled, next to it).
+
+    With bounds declared on the problem (or priors with bounded support),
+    NUTS samples the unconstrained vector `z` of the free params and the
+    log-density includes `log |dx/dz|`, so a prior declared on a physical
+    param means what it says (CmdStan's `jacobian=True`); the draws are
+    params, inside their bounds, with fixed params constant and ties applied.
+    The projection is then built from the Hessian in `z`.
 
     Returns:
         A `Posterior`.
