@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["find_at_limit", "LIMIT_SIGMAS"]
@@ -12,6 +14,8 @@ __all__ = ["find_at_limit", "LIMIT_SIGMAS"]
 # nll still falling towards the bound, is at the limit: holding it exactly there
 # changes the nll by less than 0.5 * LIMIT_SIGMAS**2.
 LIMIT_SIGMAS = 1e-3
+# Where the density is not finite on the bound itself, the param is held this many sigmas inside.
+EDGE_SIGMAS = 1e-6
 
 
 def find_at_limit(problem, parametrisation, params: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -49,4 +53,14 @@ def find_at_limit(problem, parametrisation, params: Any) -> tuple[np.ndarray, np
     values = x.copy()
     values[free[near_lower]] = lower[free[near_lower]]
     values[free[near_upper]] = upper[free[near_upper]]
+    with warnings.catch_warnings():  # numpyro warns on a value at the edge of a prior's support
+        warnings.simplefilter("ignore")
+        on_bound = (
+            float(objective(jnp.asarray(values, parametrisation.reference.dtype))) if held.any() else 0.0
+        )
+    if not np.isfinite(on_bound):
+        # The bound came from an open support (a HalfNormal prior at 0): hold the param a hair
+        # inside, where the density is finite, instead of on the bound itself.
+        inward = np.where(near_lower, 1.0, -1.0) * EDGE_SIGMAS * sigma
+        values[free[held[free]]] += inward[held[free]]
     return held, values

@@ -289,7 +289,8 @@ def errorbars(covariance, sigma: float = 1.0, truth: Any = None, relative: bool 
     """
     names = list(covariance.names)
     values = _flat_values(covariance.mean)
-    errors = np.sqrt(np.diag(np.asarray(covariance.matrix)))
+    # Params held at a bound have no symmetric error: NaN here, so they are drawn without a bar.
+    errors = np.asarray(covariance.flat_std, np.float64)
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names)), 4))
     x = np.arange(len(names))
     if relative:

@@ -351,6 +351,10 @@ def line():
 def test_bad_declarations_fail_clearly_before_anything_compiles(line, declared, fixed, words):
     obs, start = line
     problem = fk.Problem(None, obs, **declared)
+    # The small eager operations of building a map compile once per process; do that first.
+    fk.Problem(
+        None, obs, bounds={"offset": (-1.0, None)}, ties={"slope": lambda p: p["offset"]}
+    ).parametrisation(fk.results.start_params(start))
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, seconds, **_: (

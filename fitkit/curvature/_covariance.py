@@ -203,8 +203,9 @@ class Covariance(eqx.Module):
             if not outside.size:
                 return jnp.asarray(out)
             key = jax.random.fold_in(key, round_ + 1)
-            z = jax.random.normal(key, (outside.size, flat.size), dtype=self.matrix.dtype)
-            out[outside] = np.asarray(flat + z @ root)
+            # A full batch each round: one shape, so the draw is not compiled again per round.
+            z = jax.random.normal(key, draws.shape, dtype=self.matrix.dtype)
+            out[outside] = np.asarray(flat + z @ root)[: outside.size]
         raise ValueError(
             f"Covariance.sample: after {MAX_REDRAWS} rounds, {outside.size} draws still fall outside the "
             "bounds; the normal approximation puts almost no mass inside them. Sample the posterior "

@@ -260,7 +260,7 @@ def _free_covariance(
         label,
         [d.text for d in dropped],
         scale=factor,
-        fixed=parametrisation.fixed_names(),
+        fixed=tuple(n for n in parametrisation.fixed_names() if n not in at_limit),
         at_limit=tuple(at_limit),
         lower=parametrisation.lower,
         upper=parametrisation.upper,

@@ -281,7 +281,14 @@ def _fit(
         latent = TreeLatent(parametrisation) if latent is None else latent
     latent = Identity() if latent is None else latent
     x0 = jax.tree.map(jnp.asarray, latent.to_latent(params))
-    optimiser, frozen = map_optimisers(x0, optimisers)
+    held = frozenset()
+    if parametrisation is not None:
+        free = np.asarray(parametrisation.free)
+        sizes = [int(np.size(leaf)) for leaf in jax.tree.leaves(x0)]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        paths = tree.leaf_paths(x0)
+        held = frozenset(p for p, a, b in zip(paths, starts[:-1], starts[1:]) if not free[a:b].any())
+    optimiser, frozen = map_optimisers(x0, optimisers, held)
     if transform is not None:
         optimiser = optax.chain(transform, optimiser)
     x_paths = tree.leaf_paths(x0)

@@ -31,7 +31,9 @@ def _leaves_under(paths: list[str], node: str) -> list[str]:
 
 
 def map_optimisers(
-    params: Any, optimisers: optax.GradientTransformation | Mapping[Any, optax.GradientTransformation]
+    params: Any,
+    optimisers: optax.GradientTransformation | Mapping[Any, optax.GradientTransformation],
+    held: frozenset[str] = frozenset(),
 ) -> tuple[optax.GradientTransformation, list[str]]:
     """One optax transformation that applies each optimiser to the params it names.
 
@@ -42,6 +44,7 @@ def map_optimisers(
             transformation. A path naming a sub-tree covers all its leaves.
             Params that no entry names are frozen (their updates are zero) and
             a warning lists them once.
+        held: leaf paths that are fixed or tied anyway (not warned about).
 
     Returns:
         `(optimiser, frozen)`: an `optax.multi_transform` and the leaf paths
@@ -89,12 +92,14 @@ def map_optimisers(
                     )
                 owner[leaf] = key
     frozen = [p for p in paths if p not in owner]
-    if frozen:
+    unnamed = [p for p in frozen if p not in held]
+    if unnamed:
         warnings.warn(
-            f"these params are not named in optimisers and stay fixed: {', '.join(frozen)}",
+            f"these params are not named in optimisers and stay fixed: {', '.join(unnamed)}",
             UserWarning,
             stacklevel=3,
         )
+    if frozen:
         transforms[FROZEN] = optax.set_to_zero()
     labels = [str(list(optimisers).index(owner[p])) if p in owner else FROZEN for p in paths]
     label_tree = jax.tree.unflatten(jax.tree.structure(params), labels)

@@ -37,6 +37,13 @@ def _to_params(projection, latent):
 EDGE = 20.0
 
 
+def _at_edge(parametrisation, params) -> bool:
+    """Whether a free bounded param lies at the edge of the unconstrained space (held at a bound)."""
+    z = np.asarray(parametrisation.to_latent(params))
+    bounded = np.isfinite(np.asarray(parametrisation.lower)) | np.isfinite(np.asarray(parametrisation.upper))
+    return bool(np.any(bounded & np.asarray(parametrisation.free) & (np.abs(z) >= EDGE)))
+
+
 def _inside(parametrisation, params):
     """`params` with every bounded element at least `EDGE` unconstrained units inside its bounds."""
     if parametrisation is None:
@@ -45,6 +52,52 @@ def _inside(parametrisation, params):
     bounded = jnp.isfinite(parametrisation.lower) | jnp.isfinite(parametrisation.upper)
     z = jnp.where(bounded, z, parametrisation.to_latent(params))
     return parametrisation.to_params(z)
+
+
+# Newton steps, each at most MAX_MOVE unconstrained units, to the mode of the density of `z`.
+MODE_STEPS, MAX_MOVE = 60, 2.0
+
+
+def _latent_mode(problem, parametrisation, params):
+    """The params at the mode of the density of the unconstrained `z` (log-Jacobian included).
+
+    A param held at a bound by the solve has its `z` at the edge, where that density is
+    flat; the whitening built there would be far too wide. The mode of the density of `z`
+    lies a finite distance inside the bound, so the chains are centred there instead.
+    """
+    from .._reduced import OnLatent
+    from .._verdict import _value_and_grad
+    from ..curvature import hessian
+
+    objective = OnLatent(problem, parametrisation, "nll", True)
+    keep = parametrisation.independent()
+    z = np.asarray(parametrisation.to_latent(params), np.float64)
+    value, grad = (np.asarray(a, np.float64) for a in _value_and_grad(objective, jnp.asarray(z)))
+    for _ in range(MODE_STEPS):
+        matrix = np.asarray(hessian(objective, jnp.asarray(z)), np.float64)[np.ix_(keep, keep)]
+        g = grad[keep]
+        try:
+            step = -np.linalg.solve(matrix, g)
+        except np.linalg.LinAlgError:
+            step = -g
+        if not np.all(np.isfinite(step)) or g @ step >= 0:
+            step = -g
+        step *= min(1.0, MAX_MOVE / max(np.max(np.abs(step)), 1e-300))
+        for _ in range(40):  # backtrack until the density rises
+            trial = z.copy()
+            trial[keep] += step
+            new_value, new_grad = (
+                np.asarray(a, np.float64) for a in _value_and_grad(objective, jnp.asarray(trial))
+            )
+            if np.isfinite(new_value) and new_value <= value:
+                break
+            step *= 0.5
+        else:
+            break
+        z, value, grad = trial, new_value, new_grad
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return parametrisation.to_params(jnp.asarray(z, parametrisation.reference.dtype))
 
 
 def sample(
@@ -151,9 +204,12 @@ def sample(
         raise ValueError(f"unknown chain_method {chain_method!r}; choose one of {CHAIN_METHODS}")
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+    center = _inside(parametrisation, params)
+    if parametrisation is not None and _at_edge(parametrisation, params):
+        center = _latent_mode(problem, parametrisation, center)
     proj = resolve_projection(
         problem,
-        _inside(parametrisation, params),
+        center,
         "hessian" if projection is None else projection,
         truncate,
         parametrisation=parametrisation,

@@ -296,6 +296,7 @@ def solve(
                 parametrisation = parametrisation.with_fixed(values, held)
                 at_limit = (*at_limit, *(n for n, h in zip(parametrisation.names, held) if h))
                 tried.append(name)
+                first = result
                 result = _solve_latent(
                     problem,
                     solver,
@@ -311,6 +312,11 @@ def solve(
                     best_so_far,
                     parametrisation,
                     at_limit,
+                )
+                result = dataclasses.replace(
+                    result,
+                    wall_time=first.wall_time + result.wall_time,
+                    compile_time=first.compile_time + result.compile_time,
                 )
         # A start whose loss was never finite cannot be repaired by another method,
         # and a user who pressed Ctrl-C wants the result now.
