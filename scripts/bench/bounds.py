@@ -202,7 +202,9 @@ def main(argv=None) -> None:
                     "first_call_s": float(results[0]["wall"]),
                 }
             )
-    print("| problem | method | success | valid but wrong | median steps (lmfit: nfev) | median s/call | first call s |")
+    print(
+        "| problem | method | success | valid but wrong | median steps (lmfit: nfev) | median s/call | first call s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
