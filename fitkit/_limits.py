@@ -34,15 +34,16 @@ def find_at_limit(problem, parametrisation, params: Any) -> tuple[np.ndarray, np
     from .curvature import hessian
 
     objective = OnFlat(problem, parametrisation)
-    x = np.asarray(parametrisation.flat(params), np.float64)
+    point = parametrisation.flat(params)
+    x = np.asarray(point, np.float64)
     lower, upper = (np.asarray(b, np.float64) for b in (parametrisation.lower, parametrisation.upper))
     held = np.zeros(x.size, bool)
     free = parametrisation.independent()
     bounded = np.isfinite(lower[free]) | np.isfinite(upper[free])
     if not bounded.any():
         return held, x
-    _, grad = _value_and_grad(objective, parametrisation.flat(params))
-    matrix = np.asarray(hessian(objective, parametrisation.flat(params)), np.float64)[np.ix_(free, free)]
+    _, grad = _value_and_grad(objective, point)
+    matrix = np.asarray(hessian(objective, point), np.float64)[np.ix_(free, free)]
     grad = np.asarray(grad, np.float64)[free]
     if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(grad))):
         return held, x
@@ -55,9 +56,7 @@ def find_at_limit(problem, parametrisation, params: Any) -> tuple[np.ndarray, np
     values[free[near_upper]] = upper[free[near_upper]]
     with warnings.catch_warnings():  # numpyro warns on a value at the edge of a prior's support
         warnings.simplefilter("ignore")
-        on_bound = (
-            float(objective(jnp.asarray(values, parametrisation.reference.dtype))) if held.any() else 0.0
-        )
+        on_bound = float(objective(jnp.asarray(values, point.dtype))) if held.any() else 0.0
     if not np.isfinite(on_bound):
         # The bound came from an open support (a HalfNormal prior at 0): hold the param a hair
         # inside, where the density is finite, instead of on the bound itself.

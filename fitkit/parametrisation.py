@@ -118,6 +118,12 @@ def _broadcast_bound(value, shape: tuple[int, ...], path: str, side: str) -> np.
         ) from None
 
 
+def support_bounds(prior: Any) -> tuple[Any, Any]:
+    """The `(lower, upper)` bounds of a prior's support (numpyro's `support.lower_bound`), `None` where open."""
+    support = getattr(prior, "support", None)
+    return getattr(support, "lower_bound", None), getattr(support, "upper_bound", None)
+
+
 def declared_bounds(params: Any, bounds: Mapping[str, Any], priors: Mapping[str, Any]) -> tuple:
     """Flat lower and upper bounds from the declared bounds, then the priors' supports where none was given.
 
@@ -145,9 +151,7 @@ def declared_bounds(params: Any, bounds: Mapping[str, Any], priors: Mapping[str,
             )
         lower[index], upper[index], given[index] = lo, hi, True
     for path, prior in priors.items():
-        support = getattr(prior, "support", None)
-        lo = getattr(support, "lower_bound", None)
-        hi = getattr(support, "upper_bound", None)
+        lo, hi = support_bounds(prior)
         if lo is None and hi is None:
             continue
         index = element_indices(params, path, "priors")

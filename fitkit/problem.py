@@ -415,13 +415,11 @@ class Problem(eqx.Module):
     def declares(self, fixed: Any = None) -> bool:
         """Whether fitting these params needs a `Parametrisation`: bounds, ties, fixed params,
         or a prior with bounded support."""
+        from .parametrisation import support_bounds
+
         if self.bounds or self.ties or fixed:
             return True
-        return any(
-            getattr(getattr(p, "support", None), "lower_bound", None) is not None
-            or getattr(getattr(p, "support", None), "upper_bound", None) is not None
-            for p in self.priors.values()
-        )
+        return any(bound is not None for p in self.priors.values() for bound in support_bounds(p))
 
     def parametrisation(self, params: Any, fixed: Any = None, on_bound: bool = False):
         """The map from an unconstrained vector to params that respects this problem's bounds and

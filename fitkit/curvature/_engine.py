@@ -14,6 +14,7 @@ import numpy as np
 from .. import tree
 from .._config import warn_if_float32
 from .._verdict import _gradient
+from ..parametrisation import normalise_fixed
 from ..problem import Problem
 from ..results import FitResult, inherited_fixed
 from ._blocks import memory_budget
@@ -135,7 +136,7 @@ def covariance(
     names = tree.names(params)
     eps = float(jnp.finfo(x.dtype).eps)
     warn_if_float32(x.dtype, "The covariance")
-    held = [*(fixed if isinstance(fixed, list | tuple) else [] if fixed is None else [fixed]), *at_limit]
+    held = [*normalise_fixed(params, fixed), *at_limit]
     if problem.bounds or problem.ties or held:
         return _free_covariance(
             problem, params, held, at_limit, method, regularise, scale, batch_size, max_memory, devices

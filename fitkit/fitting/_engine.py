@@ -283,11 +283,8 @@ def _fit(
     x0 = jax.tree.map(jnp.asarray, latent.to_latent(params))
     held = frozenset()
     if parametrisation is not None:
-        free = np.asarray(parametrisation.free)
-        sizes = [int(np.size(leaf)) for leaf in jax.tree.leaves(x0)]
-        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        paths = tree.leaf_paths(x0)
-        held = frozenset(p for p, a, b in zip(paths, starts[:-1], starts[1:]) if not free[a:b].any())
+        free = parametrisation.layout.to_params(parametrisation.free)  # the free mask, leaf by leaf
+        held = frozenset(p for p, leaf in zip(tree.leaf_paths(free), jax.tree.leaves(free)) if not leaf.any())
     optimiser, frozen = map_optimisers(x0, optimisers, held)
     if transform is not None:
         optimiser = optax.chain(transform, optimiser)

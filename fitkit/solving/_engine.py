@@ -256,6 +256,15 @@ def solve(
             tree.Layout.of(params) if projection is None else resolve_projection(problem, params, projection)
         )
     tried, result, at_limit = [], params, ()
+    # The same for every attempt: how long to run, what to show, how to judge.
+    run_options = dict(
+        max_steps=max_steps,
+        log_every=log_every,
+        verbose=verbose,
+        progress=progress,
+        max_edm=max_edm,
+        best_so_far=best_so_far,
+    )
     for attempt in range(1 + (retries if auto else 0)):
         solver, name, least_squares = resolve(method, rtol, atol, solver_options)
         if least_squares and problem.priors:
@@ -276,14 +285,9 @@ def solve(
             objective,
             start,
             latent if attempt == 0 else (parametrisation or tree.Layout.of(start)),
-            max_steps,
-            log_every,
-            verbose,
-            progress,
-            max_edm,
-            best_so_far,
             parametrisation,
             at_limit,
+            **run_options,
         )
         if (
             parametrisation is not None
@@ -304,14 +308,9 @@ def solve(
                     objective,
                     parametrisation.complete(parametrisation.flat(result.params)),
                     parametrisation,
-                    max_steps,
-                    log_every,
-                    verbose,
-                    progress,
-                    max_edm,
-                    best_so_far,
                     parametrisation,
                     at_limit,
+                    **run_options,
                 )
                 result = dataclasses.replace(
                     result,
@@ -352,14 +351,15 @@ def _solve_latent(
     objective,
     start,
     latent,
+    parametrisation=None,
+    at_limit=(),
+    *,
     max_steps,
     log_every,
     verbose,
     progress,
     max_edm,
     best_so_far,
-    parametrisation=None,
-    at_limit=(),
 ) -> FitResult:
     """Solve for the latent vector `u` (params = `latent.to_params(u)`) and package the result."""
     simplex = isinstance(inner_solver(solver), optx.NelderMead)
