@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import _cache, stats, tree
+from . import _cache, likelihoods, stats, tree
 from ._cache import clear_caches, enable_compile_cache
 from ._config import enable_x64, info
 from ._flags import FLAGS
 from ._io import FitKitFileError
+from .likelihoods import Likelihood, LikelihoodError, MultivariateNormal, Normal, Poisson, StudentT, Unbinned
 from .module import Module
 from .observation import Observation, ObservationError, valid_mask
 from .parametrisation import Parametrisation, ParametrisationError
@@ -99,6 +100,14 @@ __all__ = [
     "Observation",
     "ObservationError",
     "valid_mask",
+    "likelihoods",
+    "Likelihood",
+    "LikelihoodError",
+    "Normal",
+    "StudentT",
+    "Poisson",
+    "MultivariateNormal",
+    "Unbinned",
     "Problem",
     "ParamsError",
     "ParamsTypeError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 __all__ = ["OnFlat", "OnLatent", "latent_curvature"]
@@ -47,7 +48,8 @@ class OnLatent(eqx.Module):
 
 def latent_curvature(problem, parametrisation, z, kind: str, jacobian: bool = False):
     """The `(n, n)` curvature of `problem.nll` in the unconstrained vector `z`: its Hessian, or the
-    Fisher information `J^T W J` of the predictions plus the priors' Hessian (`kind="fisher"`).
+    Fisher information `J^T J` of `problem.fisher_root` plus the Hessian of `problem.hessian_terms`
+    (`kind="fisher"`).
 
     With `jacobian=True` the log-Jacobian of the bounds is part of the function (the density a
     sampler sees). Rows of params that are not free are zero.
@@ -57,9 +59,10 @@ def latent_curvature(problem, parametrisation, z, kind: str, jacobian: bool = Fa
 
     if kind == "hessian":
         return hessian(OnLatent(problem, parametrisation, "nll", jacobian), z)
-    jac = jacobian_of(OnLatent(problem, parametrisation, "flat_predictions"), z)
-    params = parametrisation.to_params(z)
-    matrix = jac.T @ (problem.weights(params)[:, None] * jac)
-    if problem.priors or jacobian:
-        matrix = matrix + hessian(OnLatent(problem, parametrisation, "log_prior_loss", jacobian), z)
+    matrix = jnp.zeros((z.size, z.size), z.dtype)
+    if problem.n_fisher:
+        jac = jacobian_of(OnLatent(problem, parametrisation, "fisher_root"), z)
+        matrix = jac.T @ jac
+    if problem.has_hessian_terms or jacobian:
+        matrix = matrix + hessian(OnLatent(problem, parametrisation, "hessian_terms", jacobian), z)
     return matrix

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import abc
 from typing import Any
 
 import equinox as eqx
@@ -11,13 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from . import likelihoods
+from ._errors import ObservationError
+from .likelihoods import Likelihood
+
 __all__ = ["Observation", "ObservationError", "valid_mask"]
 
 INVALID = "invalid"
-
-
-class ObservationError(ValueError):
-    """An observation's data, errors or mask are inconsistent or unusable."""
 
 
 def _as_float_array(x) -> Array:
@@ -77,6 +76,10 @@ class Observation(eqx.Module):
         mask: optional boolean array shaped like `data`, True where a point is
             used; or the string `"invalid"`, which drops every point whose data
             or error is non-finite, or whose error is not positive.
+        likelihood: how likely the data are: an `fk.Likelihood` (`fk.Normal`,
+            `fk.Normal(scale=...)` with a noise model, `fk.StudentT`,
+            `fk.Poisson`, `fk.MultivariateNormal`, `fk.Unbinned`), a name
+            (`"normal"`, `"poisson"`), or None for the problem's default.
 
     Raises:
         ObservationError: on construction, when the data are empty, the data
@@ -97,16 +100,77 @@ class Observation(eqx.Module):
         kw_only=True, default=None, converter=_as_optional_float_array
     )
     mask: Bool[Array, "..."] | str | None = eqx.field(kw_only=True, default=None, converter=_as_mask)
+    likelihood: Likelihood | str | None = eqx.field(kw_only=True, default=None)
 
-    @abc.abstractmethod
     def predict(self, params: Any, model: Any) -> Float[Array, "..."]:
-        """The model's prediction of `data`, given `params` and the `model`."""
+        """The model's prediction of `data`, given `params` and the `model`: write it in a subclass.
+
+        It is the mean (normal families), the rate (Poisson) or the density at
+        each event (unbinned), shaped like `data`.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not define predict(params, model); write it (or a "
+            "log_likelihood(params, model) of your own)"
+        )
+
+    def log_likelihood(self, params: Any, model: Any) -> Float[Array, ""]:
+        """The log-likelihood of this observation's data at `params`: a scalar.
+
+        By default, the observation's likelihood family applied to `predict`.
+        Override it for a likelihood no family covers: `fk.Problem` sums the
+        observations' values, and every engine uses it (`nll`, `fit`, `solve`
+        with a minimiser, curvature, sampling). An observation that overrides
+        it has no least-squares residuals, and in the Fisher information its
+        part is the Hessian of its negative log-likelihood.
+
+        Example:
+            >>> class Cauchy(fk.Observation):
+            ...     x: jax.Array
+            ...     def log_likelihood(self, params, model):
+            ...         z = (self.data - model(self.x, params)) / self.error
+            ...         return -jnp.sum(jnp.log1p(z**2) + jnp.log(jnp.pi * self.error))
+        """
+        return jnp.sum(self.family.log_prob(params, self.predict(params, model), self.view()))
+
+    @property
+    def family(self) -> Likelihood:
+        """The likelihood family (`Normal()` when none was given and no `fk.Problem` set one)."""
+        return likelihoods.family("normal" if self.likelihood is None else self.likelihood)
+
+    @property
+    def custom(self) -> bool:
+        """Whether this observation's class writes its own `log_likelihood`."""
+        return type(self).log_likelihood is not Observation.log_likelihood
+
+    def view(self) -> likelihoods.Data:
+        """The data as a likelihood sees them: values and errors made safe where a point is unused."""
+        valid = self.valid
+        values = jnp.where(valid, self.data, 0.0)
+        error = None
+        if self.error is not None:
+            error = jnp.where(valid, jnp.broadcast_to(self.error, jnp.shape(self.data)), 1.0)
+        return likelihoods.Data(values, error, valid)
+
+    # The engines' view of one observation (Problem sums, stacks or concatenates these).
+    def _deviance(self, params: Any, model: Any) -> Float[Array, ""]:
+        if self.custom:
+            return -2.0 * self.log_likelihood(params, model)
+        return self.family.deviance(params, self.predict(params, model), self.view())
+
+    def _residuals(self, params: Any, model: Any) -> Float[Array, "..."]:
+        return self.family.residuals(params, self.predict(params, model), self.view())
+
+    def _standardised(self, params: Any, model: Any) -> Float[Array, "..."]:
+        return self.family.standardised(params, self.predict(params, model), self.view())
+
+    def _fisher_root(self, params: Any, model: Any) -> Float[Array, "k ..."]:
+        return self.family.fisher_root(params, self.predict(params, model), self.view())
 
     def describe(self) -> str:
         """A short label naming the observation: its class and its text/number fields."""
         fields = []
         for name in self.__dataclass_fields__:
-            if name in ("data", "error", "mask"):
+            if name in ("data", "error", "mask", "likelihood"):
                 continue
             value = getattr(self, name, None)
             if isinstance(value, (str, int)) and not isinstance(value, bool):

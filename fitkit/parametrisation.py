@@ -124,6 +124,28 @@ def support_bounds(prior: Any) -> tuple[Any, Any]:
     return getattr(support, "lower_bound", None), getattr(support, "upper_bound", None)
 
 
+def _support_of_function(prior: Any, params: Any, path: str) -> Any:
+    """The distribution a prior function gives at `params`, after checking its support is fixed.
+
+    A support that moves with the params (`Uniform(p["lo"], p["hi"])`) cannot be
+    one fixed bijection: the user must declare the bounds.
+    """
+    moving = []
+
+    def probe(p):
+        lo, hi = support_bounds(prior(p))
+        moving.extend(b for b in (lo, hi) if isinstance(b, jax.core.Tracer))
+        return 0.0
+
+    jax.eval_shape(probe, params)
+    if moving:
+        raise ParametrisationError(
+            f"the prior for {path!r} is a function of the params whose support depends on them; "
+            f"declare fixed bounds for it, fk.Problem(..., bounds={{{path!r}: (lower, upper)}})"
+        )
+    return prior(params)
+
+
 def declared_bounds(params: Any, bounds: Mapping[str, Any], priors: Mapping[str, Any]) -> tuple:
     """Flat lower and upper bounds from the declared bounds, then the priors' supports where none was given.
 
@@ -151,6 +173,8 @@ def declared_bounds(params: Any, bounds: Mapping[str, Any], priors: Mapping[str,
             )
         lower[index], upper[index], given[index] = lo, hi, True
     for path, prior in priors.items():
+        if path not in bounds and not hasattr(prior, "log_prob"):
+            prior = _support_of_function(prior, params, path)
         lo, hi = support_bounds(prior)
         if lo is None and hi is None:
             continue

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from . import stats, tree
+from . import likelihoods, tree
 from ._cache import registry
 from .observation import Observation, ObservationError
 
@@ -54,8 +54,8 @@ def _is_tracing(params) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params))
 
 
-def _check_data(observations: Sequence[Observation], likelihood: str) -> None:
-    """Refuse observations with no used point, and Poisson data that are not counts."""
+def _check_data(observations: Sequence[Observation]) -> None:
+    """Refuse observations with no used point."""
     for obs in observations:
         if not _is_concrete_data(obs):
             continue
@@ -65,17 +65,11 @@ def _check_data(observations: Sequence[Observation], likelihood: str) -> None:
                 f"{obs.describe()}: its mask leaves none of its {used.size} points in use; unmask "
                 "some points (True where a point is used), or leave this observation out"
             )
-        if likelihood != "poisson":
-            continue
-        data = np.asarray(obs.data)[used]
-        bad = (data < 0) | (data != np.round(data))
-        if bad.any():
-            first = ", ".join(f"{v:.6g}" for v in data[bad][:3])
-            raise ObservationError(
-                f"{obs.describe()}: {int(bad.sum())} of {data.size} used data points are not counts "
-                f"(e.g. {first}); likelihood='poisson' needs whole numbers >= 0. Use "
-                "likelihood='normal' with errors for other data, or mask these points"
-            )
+
+
+def _prior_at(prior: Any, params: Any) -> Any:
+    """The distribution of a prior at `params`: the prior itself, or what a function of the params returns."""
+    return prior if hasattr(prior, "log_prob") else prior(params)
 
 
 def _is_concrete_data(obs: Observation) -> bool:
@@ -125,6 +119,7 @@ def _check_start(problem: Problem, params: Any) -> None:
             )
     for path, prior in problem.priors.items():
         value = tree.get(params, path)
+        prior = _prior_at(prior, params)
         try:
             inside = np.asarray(prior.support(value))
         except Exception:  # noqa: BLE001 - a support that cannot be evaluated: rely on log_prob
@@ -140,6 +135,50 @@ def _check_start(problem: Problem, params: Any) -> None:
                 f"{type(prior).__name__} ({prior.support}): value {shown}, prior log-density "
                 f"{np.ravel(log_prob)[:3].tolist()}; start inside the support"
             )
+    if problem.log_prior_fn is not None:
+        value = float(problem.log_prior_fn(params))
+        if not np.isfinite(value):
+            raise ParamsError(
+                f"log_prior(params) is {value} at the start params; start where the prior density is positive"
+            )
+    for obs in problem.observations:
+        if not obs.custom and obs.family.checks_start:
+            prediction = _predict(obs, params, problem.model)
+            obs.family.check_start(params, prediction, obs.view(), obs.describe())
+
+
+@eqx.filter_jit
+def _predict(obs: Observation, params: Any, model: Any):
+    return obs.predict(params, model)
+
+
+def _shape_of(fn, params: Any, what: str, context: str = "") -> Any:
+    """`jax.eval_shape(fn, params)`, with a failure re-raised as a ParamsError naming `what`."""
+    try:
+        return jax.eval_shape(fn, params)
+    except Exception as err:  # noqa: BLE001 - re-raised with context
+        raise ParamsError(f"{what} failed on these params ({type(err).__name__}: {err}){context}") from err
+
+
+def _check_scalar(fn, params: Any, what: str, context: str = "") -> None:
+    """`fn(params)` must run on the params and return one float; `what` names it in the message."""
+    out = _shape_of(fn, params, what, context)
+    if getattr(out, "shape", None) != () or not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ParamsError(
+            f"{what} must return one float (a scalar), got {getattr(out, 'shape', type(out).__name__)} "
+            f"of dtype {getattr(out, 'dtype', None)}; sum the log-densities"
+        )
+
+
+def _with_family(obs: Observation, default: Any) -> Observation:
+    """The observation with its likelihood family resolved (its own, else the problem's) and prepared."""
+    family = likelihoods.family(default if obs.likelihood is None else obs.likelihood).prepare(obs)
+    return eqx.tree_at(lambda o: o.likelihood, obs, family, is_leaf=lambda x: x is None)
+
+
+def _has_fisher(obs: Observation) -> bool:
+    """Whether the observation's family gives its Fisher information (not a custom log-likelihood)."""
+    return not obs.custom and obs.family.fisher_channels > 0
 
 
 def _check_declarations(bounds, ties) -> tuple[dict, dict]:
@@ -179,8 +218,9 @@ _OBJECTIVES = frozenset(
         "predict",
         "z_scores",
         "_predictions",
-        "_squared",
-        "_signed",
+        "fisher_root",
+        "hessian_terms",
+        "log_likelihood",
     }
 )
 
@@ -192,10 +232,17 @@ class Problem(eqx.Module):
         model: the forward model (usually an `fk.Module`); it is passed to every
             observation's `predict(params, model)` unchanged.
         observations: one `fk.Observation` or a sequence of them.
-        likelihood: `"normal"` (Gaussian with each observation's `error`) or
-            `"poisson"` (data are counts, predictions are rates).
+        likelihood: the family of every observation that does not name its
+            own (`Observation(likelihood=...)`): `"normal"` (Gaussian with each
+            observation's `error`), `"poisson"` (data are counts, predictions
+            are rates), or an `fk.Likelihood` (`fk.Normal(scale=...)`,
+            `fk.StudentT`, `fk.MultivariateNormal`, `fk.Unbinned`).
         priors: optional dict from a parameter path (`"flux.blue"`) to a
-            numpyro distribution; its log-density is added to `nll`.
+            numpyro distribution, or to a function of the params returning
+            one (a hierarchical prior, `lambda p: dist.Normal(p["mu"],
+            p["tau"])`); its log-density is added to `nll`.
+        log_prior: optional function `log_prior(params) -> scalar`, added to
+            the priors' log-density (for priors no path-wise form covers).
         vmap: evaluate observations with `jax.vmap` (`True`), a Python loop
             inside jit (`False`), or decide automatically (`None`: vmap when
             all observations have the same type, static fields and shapes).
@@ -221,6 +268,8 @@ class Problem(eqx.Module):
             `log_prob`, or a tie is not a function.
         ValueError: unknown likelihood, or a normal likelihood with an
             observation that has no `error`; a bound that is not a pair.
+        ObservationError: data a family cannot take (negative counts for
+            Poisson, a covariance of the wrong size or not positive definite).
             Paths are checked against the params when an engine starts.
 
     Example:
@@ -239,8 +288,10 @@ class Problem(eqx.Module):
             raise TypeError(
                 f"{cls.__name__} overrides Problem.{', Problem.'.join(overridden)}, which fitkit's engines "
                 "would not all respect. Put the model in Observation.predict(params, model), the noise in "
-                "each observation's error (or likelihood='poisson'), and prior knowledge in "
-                "priors={path: distribution}; subclass fk.Problem only to add new methods."
+                "each observation's likelihood (fk.Normal(scale=...), fk.StudentT, ...) or its own "
+                "Observation.log_likelihood(params, model), and prior knowledge in priors={path: "
+                "distribution or function of params} or log_prior=fn; subclass fk.Problem only to add "
+                "new methods."
             )
 
     model: Any
@@ -248,24 +299,27 @@ class Problem(eqx.Module):
     priors: dict
     bounds: dict
     ties: dict
-    likelihood: str = eqx.field(static=True)
+    likelihood: Any
+    log_prior_fn: Any
     vmapped: bool = eqx.field(static=True)
     _stacked: Observation | None
-    _data: Any
-    _error: Any
     _valid: Any
     _valid_index: Array
     n_data: int = eqx.field(static=True)
+    n_fisher: int = eqx.field(static=True)
+    has_residuals: bool = eqx.field(static=True)
+    has_hessian_terms: bool = eqx.field(static=True)
 
     def __init__(
         self,
         model: Any,
         observations: Observation | Sequence[Observation],
-        likelihood: str = "normal",
+        likelihood: Any = "normal",
         priors: Mapping[str, Any] | None = None,
         vmap: bool | None = None,
         bounds: Mapping[str, Any] | None = None,
         ties: Mapping[str, Any] | None = None,
+        log_prior: Any = None,
     ):
         if isinstance(observations, Observation):
             observations = [observations]
@@ -278,15 +332,13 @@ class Problem(eqx.Module):
                     f"observation {i} is a {type(obs).__name__}; subclass fk.Observation and "
                     "implement predict(params, model)"
                 )
-        if likelihood not in stats.LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {stats.LIKELIHOODS}")
-        if likelihood == "normal":
-            for obs in observations:
-                if obs.error is None:
-                    raise ValueError(
-                        f"{obs.describe()} has no error, which a normal likelihood needs; "
-                        "give error=... or use likelihood='poisson'"
-                    )
+            if type(obs).predict is Observation.predict and not obs.custom:
+                raise TypeError(
+                    f"{obs.describe()} defines neither predict(params, model) nor log_likelihood(params, "
+                    "model); write predict (or your own log_likelihood)"
+                )
+        default = likelihoods.family(likelihood)
+        observations = tuple(_with_family(obs, default) for obs in observations)
         priors = dict(priors or {})
         for path, prior in priors.items():
             tree.split_path(path)
@@ -295,32 +347,28 @@ class Problem(eqx.Module):
                     f"the prior for {path!r} is the class {prior.__name__}, not a distribution; "
                     f"give an instance with its parameters, {prior.__name__}(...), not the class itself"
                 )
-            if not hasattr(prior, "log_prob"):
+            if not hasattr(prior, "log_prob") and not callable(prior):
                 raise TypeError(
                     f"the prior for {path!r} is a {type(prior).__name__}; give a numpyro "
-                    "distribution (anything with a log_prob method)"
+                    "distribution (anything with a log_prob method), or a function of the params "
+                    "returning one"
                 )
+        if log_prior is not None and not callable(log_prior):
+            raise TypeError(
+                f"log_prior must be a function log_prior(params) -> scalar, got {type(log_prior).__name__}"
+            )
         bounds, ties = _check_declarations(bounds, ties)
-        _check_data(observations, likelihood)
+        _check_data(observations)
         stacked = _stack(observations) if vmap in (None, True) else None
         if vmap is True and stacked is None:
             raise ValueError(
                 "vmap=True needs observations of the same type, with equal static fields "
                 "and equal array shapes; use vmap=None to fall back to a loop"
             )
-
-        def error_of(obs):
-            if obs.error is None:
-                return None
-            return jnp.where(obs.valid, jnp.broadcast_to(obs.error, jnp.shape(obs.data)), 1.0)
-
-        data = tuple(jnp.where(obs.valid, obs.data, 0.0) for obs in observations)
-        error = tuple(error_of(obs) for obs in observations)
         valid = tuple(obs.valid for obs in observations)
         flat_valid = np.concatenate([np.asarray(v).ravel() for v in valid])
         if stacked is not None:
-            data, valid = jnp.stack(data), jnp.stack(valid)
-            error = None if error[0] is None else jnp.stack(error)
+            valid = jnp.stack(valid)
 
         self.model = model
         self.observations = observations
@@ -328,13 +376,19 @@ class Problem(eqx.Module):
         self.bounds = bounds
         self.ties = ties
         self.likelihood = likelihood
+        self.log_prior_fn = log_prior
         self.vmapped = stacked is not None
         self._stacked = stacked
-        self._data = data
-        self._error = error
         self._valid = valid
         self._valid_index = jnp.asarray(np.flatnonzero(flat_valid))
-        self.n_data = int(flat_valid.sum())
+        self.n_data = sum(obs.family.n_points(obs.view()) for obs in observations)
+        self.n_fisher = sum(
+            obs.family.fisher_channels * int(np.size(obs.data)) for obs in observations if _has_fisher(obs)
+        )
+        self.has_residuals = all(not obs.custom and obs.family.has_residuals for obs in observations)
+        self.has_hessian_terms = bool(priors or log_prior is not None) or not all(
+            _has_fisher(obs) for obs in observations
+        )
 
     # ------------------------------------------------------------------ checks
     def check(self, params: Any) -> None:
@@ -386,16 +440,34 @@ class Problem(eqx.Module):
                     "(write 1.0, not 1)"
                 )
         for path, prior in self.priors.items():
+            if not hasattr(prior, "log_prob"):
+                prior = _shape_of(prior, params, f"the prior for {path!r} (a function of the params)")
+                if not hasattr(prior, "log_prob"):
+                    raise ParamsError(
+                        f"the prior for {path!r} is a function of the params that returned a "
+                        f"{type(prior).__name__}; return a numpyro distribution, e.g. "
+                        "lambda p: dist.Normal(p['mu'], p['tau'])"
+                    )
             _check_prior_shape(path, prior, tree.get(params, path))
+        if self.log_prior_fn is not None:
+            _check_scalar(self.log_prior_fn, params, "log_prior(params)")
         shown = ", ".join(paths[:20]) + (", ..." if len(paths) > 20 else "")
         for obs in self.observations:
-            try:
-                out = jax.eval_shape(lambda p, o=obs: o.predict(p, self.model), params)
-            except Exception as err:  # noqa: BLE001 - re-raised with context
-                raise ParamsError(
-                    f"{obs.describe()}.predict(params, model) failed on these params "
-                    f"({type(err).__name__}: {err}). The params have paths: {shown}"
-                ) from err
+            if obs.custom:
+                _check_scalar(
+                    lambda p, o=obs: o.log_likelihood(p, self.model),
+                    params,
+                    f"{obs.describe()}.log_likelihood(params, model)",
+                    f". The params have paths: {shown}",
+                )
+                if type(obs).predict is Observation.predict:
+                    continue
+            out = _shape_of(
+                lambda p, o=obs: o.predict(p, self.model),
+                params,
+                f"{obs.describe()}.predict(params, model)",
+                f". The params have paths: {shown}",
+            )
             if not hasattr(out, "shape"):
                 raise ParamsError(f"{obs.describe()}.predict returned {type(out).__name__}; return one array")
             if out.shape != jnp.shape(obs.data):
@@ -419,6 +491,8 @@ class Problem(eqx.Module):
 
         if self.bounds or self.ties or fixed:
             return True
+        if any(not hasattr(p, "log_prob") for p in self.priors.values()):
+            return True  # a prior that is a function of the params: its support is read at the start
         return any(bound is not None for p in self.priors.values() for bound in support_bounds(p))
 
     def parametrisation(self, params: Any, fixed: Any = None, on_bound: bool = False):
@@ -457,42 +531,80 @@ class Problem(eqx.Module):
         self._maybe_check(params)
         return list(self._predictions(params))
 
-    def _squared(self, preds):
-        """Per-point squared residuals (z^2 or Poisson deviance), zero where masked."""
-        if self.likelihood == "normal":
-            fn = lambda p, d, e, v: jnp.square(stats.z_score(p, d, e, v))  # noqa: E731
-            return jax.tree.map(fn, preds, self._data, self._error, self._valid)
-        return jax.tree.map(stats.poisson_deviance, preds, self._data, self._valid)
+    def _each(self, method: str, params: Any, observations=None):
+        """Each observation's `method(params, model)`: one stacked array when vmapped, else a tuple."""
+        if self.vmapped and observations is None:
+            arrays, static = eqx.partition(self._stacked, eqx.is_array)
+            return jax.vmap(lambda a: getattr(eqx.combine(a, static), method)(params, self.model))(arrays)
+        chosen = self.observations if observations is None else observations
+        return tuple(getattr(obs, method)(params, self.model) for obs in chosen)
+
+    def _total(self, method: str, params: Any, observations=None):
+        return sum(jnp.sum(x) for x in jax.tree.leaves(self._each(method, params, observations)))
+
+    def _flat(self, per_obs) -> Array:
+        return jnp.concatenate([jnp.ravel(r) for r in jax.tree.leaves(per_obs)])[self._valid_index]
+
+    def families(self) -> list[str]:
+        """Each observation's likelihood, in words (`"Normal(error)"`, `"custom log_likelihood"`)."""
+        return ["custom log_likelihood" if o.custom else o.family.describe() for o in self.observations]
+
+    @property
+    def fixed_errors(self) -> bool:
+        """Whether every observation is Gaussian with its fixed quoted errors (so chi2 is a chi-squared)."""
+        return all(
+            not o.custom and isinstance(o.family, likelihoods.Normal) and o.family.scale is None
+            for o in self.observations
+        )
+
+    def _need_residuals(self, what: str) -> None:
+        if not self.has_residuals:
+            without = sorted(
+                {
+                    f
+                    for f, o in zip(self.families(), self.observations)
+                    if o.custom or not o.family.has_residuals
+                }
+            )
+            raise ValueError(
+                f"{what} needs least-squares residuals, which these likelihoods do not have: "
+                f"{', '.join(without)} (their normalisation depends on the params, or they are not "
+                "sums of squares); use problem.nll or problem.loss, and a minimiser (fk.solve's "
+                "default picks one)"
+            )
 
     def z_scores(self, params: Any) -> list[Float[Array, "..."]]:
-        """Each observation's `(data - prediction) / error` map; NaN where masked.
+        """Each observation's standardised residual map; NaN where masked.
 
-        For a Poisson likelihood these are the signed deviance residuals.
+        `(data - prediction) / sigma` for the normal and Student-t families (sigma
+        from the noise model when there is one), the signed deviance residuals
+        for Poisson, the whitened residuals for a `MultivariateNormal`; all NaN
+        for unbinned data and custom log-likelihoods, which have none.
         """
         self._maybe_check(params)
-        preds = self._predictions(params)
-        residual = self._signed(preds)
-        return [jnp.where(v, r, jnp.nan) for r, v in zip(residual, self._valid)]
-
-    def _signed(self, preds):
-        if self.likelihood == "normal":
-            return jax.tree.map(stats.z_score, preds, self._data, self._error, self._valid)
-
-        def deviance_residual(p, d, v):
-            dev = stats.poisson_deviance(p, d, v)
-            return jnp.sign(d - p) * jnp.sqrt(jnp.maximum(dev, jnp.finfo(dev.dtype).tiny))
-
-        return jax.tree.map(deviance_residual, preds, self._data, self._valid)
+        maps = []
+        for obs in self.observations:
+            if obs.custom:
+                maps.append(jnp.full(jnp.shape(obs.data), jnp.nan))
+            else:
+                maps.append(jnp.where(obs.valid, obs._standardised(params, self.model), jnp.nan))
+        return maps
 
     # -------------------------------------------------------------- objectives
     def chi2(self, params: Any) -> Float[Array, ""]:
-        """Chi-squared: the summed squared z-scores (Poisson: the summed deviance)."""
+        """The deviance, `-2 log L` up to a constant of the data.
+
+        It is the chi-squared (summed squared z-scores) for normal data with
+        fixed errors, the summed deviance for Poisson counts and the squared
+        whitened residuals for a `MultivariateNormal`: in those cases about
+        `n_data` at a good fit. With noise models, Student-t tails, unbinned
+        data or custom log-likelihoods it is `-2 log L` (less constants).
+        """
         self._maybe_check(params)
-        squared = self._squared(self._predictions(params))
-        return sum(jnp.sum(s) for s in jax.tree.leaves(squared))
+        return self._total("_deviance", params)
 
     def loss(self, params: Any) -> Float[Array, ""]:
-        """The mean squared z-score over used points, plus the priors: about 1 at a good fit.
+        """The deviance per used point, plus the priors: about 1 at a good fit of normal or Poisson data.
 
         `(chi2 - 2 * log_prior) / n_data`: well scaled for optimisers whatever
         the data size, and equal to `2 * nll / n_data` up to a constant, so its
@@ -502,38 +614,76 @@ class Problem(eqx.Module):
         outside a prior's support has an infinite loss, so no engine moves there.
         """
         chi2 = self.chi2(params)
-        return (chi2 - 2.0 * self.log_prior(params)) / self.n_data if self.priors else chi2 / self.n_data
+        if self.priors or self.log_prior_fn is not None:
+            return (chi2 - 2.0 * self.log_prior(params)) / self.n_data
+        return chi2 / self.n_data
 
     def log_prior_loss(self, params: Any) -> Float[Array, ""]:
         """`-log_prior(params)`: the priors' part of `nll`."""
         return -self.log_prior(params)
 
     def log_prior(self, params: Any) -> Float[Array, ""]:
-        """Summed log-density of the priors at `params` (0 without priors)."""
+        """Summed log-density of the priors (and of `log_prior`, when given) at `params` (0 without)."""
         total = jnp.zeros(())
         for path, prior in self.priors.items():
-            total = total + jnp.sum(prior.log_prob(tree.get(params, path)))
+            total = total + jnp.sum(_prior_at(prior, params).log_prob(tree.get(params, path)))
+        if self.log_prior_fn is not None:
+            total = total + self.log_prior_fn(params)
         return total
+
+    def log_likelihood(self, params: Any) -> Float[Array, ""]:
+        """The summed log-likelihood of every observation (no priors), normalisation included."""
+        self._maybe_check(params)
+        return self._total("log_likelihood", params)
 
     def nll(self, params: Any) -> Float[Array, ""]:
         """Summed negative log-likelihood plus negative log-prior: use it for curvature and sampling."""
-        self._maybe_check(params)
-        preds = self._predictions(params)
-        if self.likelihood == "normal":
-            ll = jax.tree.map(stats.normal_loglike, preds, self._data, self._error, self._valid)
-        else:
-            ll = jax.tree.map(stats.poisson_loglike, preds, self._data, self._valid)
-        return -sum(jnp.sum(x) for x in jax.tree.leaves(ll)) - self.log_prior(params)
+        return -self.log_likelihood(params) - self.log_prior(params)
+
+    def hessian_terms(self, params: Any) -> Float[Array, ""]:
+        """The part of `nll` whose curvature enters the Fisher information as its Hessian.
+
+        The negative log-prior, plus the negative log-likelihood of observations
+        whose family gives no Fisher information (custom `log_likelihood`s).
+        """
+        value = -self.log_prior(params)
+        without = [o for o in self.observations if not _has_fisher(o)]
+        if without:
+            value = value - self._total("log_likelihood", params, without)
+        return value
 
     def residuals(self, params: Any) -> Float[Array, " n_data"]:
-        """Flat vector of z-scores (Poisson: deviance residuals) of used points only.
+        """Flat vector of the least-squares residuals of used points: z-scores for normal data.
 
-        Its squared norm is `chi2`; hand it to least-squares solvers.
+        Its squared norm is `chi2`; hand it to least-squares solvers. Poisson
+        data give signed deviance residuals, a `MultivariateNormal` the
+        whitened residuals, a Student-t with fixed `nu` and scale
+        `sign(z) sqrt((nu + 1) log(1 + z^2 / nu))`.
+
+        Raises:
+            ValueError: a likelihood has no residuals (a noise model, fitted
+                Student-t tails, unbinned data, a custom log-likelihood).
+        """
+        self._need_residuals("problem.residuals")
+        self._maybe_check(params)
+        return self._flat(self._each("_residuals", params))
+
+    def fisher_root(self, params: Any) -> Float[Array, " n_fisher"]:
+        """A vector whose Jacobian `J` gives the likelihood's expected Fisher information `J^T J`.
+
+        Each family contributes its rows (`Likelihood.fisher_root`): the
+        predictions divided by sigma for normal data, by the square root of the
+        rate for Poisson, the whitened predictions for a `MultivariateNormal`,
+        plus rows for fitted noise terms; unbinned data give the per-event
+        log-likelihoods (the empirical Fisher). Observations with a custom
+        log-likelihood have no rows: their curvature is in `hessian_terms`.
         """
         self._maybe_check(params)
-        signed = self._signed(self._predictions(params))
-        flat = jnp.concatenate([jnp.ravel(r) for r in jax.tree.leaves(signed)])
-        return flat[self._valid_index]
+        with_fisher = [o for o in self.observations if _has_fisher(o)]
+        if not with_fisher:
+            return jnp.zeros((0,), jnp.result_type(float))
+        roots = self._each("_fisher_root", params, None if self.vmapped else with_fisher)
+        return jnp.concatenate([jnp.ravel(r) for r in jax.tree.leaves(roots)])
 
     def flat_predictions(self, params: Any) -> Float[Array, " n_data"]:
         """Flat vector of the predictions at used points, in `residuals` order."""
@@ -546,12 +696,14 @@ class Problem(eqx.Module):
 
         The Fisher information is `J^T diag(w) J` with `J` the Jacobian of
         `flat_predictions`: `w = 1 / error^2` for a normal likelihood and
-        `w = 1 / prediction` for a Poisson one.
+        `w = 1 / prediction` for a Poisson one. Families without one diagonal
+        weight per point raise; use `fisher_root` there.
         """
-        if self.likelihood == "normal":
-            error = jnp.concatenate([jnp.ravel(e) for e in jax.tree.leaves(self._error)])
-            return 1.0 / jnp.square(error[self._valid_index])
-        return 1.0 / self.flat_predictions(params)
+        per_obs = []
+        for obs in self.observations:
+            prediction = obs.predict(params, self.model)
+            per_obs.append(obs.family.weights(params, prediction, obs.view()))
+        return jnp.concatenate([jnp.ravel(w) for w in per_obs])[self._valid_index]
 
     def ddof(self, params: Any) -> int:
         """Degrees of freedom: used data points minus the number of parameters."""
@@ -608,7 +760,7 @@ class Problem(eqx.Module):
                 raise TypeError(f"take needs a non-empty 1-D array of integer indices, got {indices!r}")
             if np.any((idx < -n_obs) | (idx >= n_obs)):
                 raise ValueError(f"take: indices {idx.tolist()} are out of range for {n_obs} observations")
-            if not _is_tracing((self._data, self._valid)):
+            if not _is_tracing(self._valid):
                 chosen = [self.observations[i] for i in idx]
                 return Problem(
                     self.model,
@@ -618,6 +770,7 @@ class Problem(eqx.Module):
                     vmap=self.vmapped,
                     bounds=self.bounds,
                     ties=self.ties,
+                    log_prior=self.log_prior_fn,
                 )
         if not self.vmapped:
             raise ValueError(
@@ -650,13 +803,15 @@ class Problem(eqx.Module):
             "bounds": self.bounds,
             "ties": self.ties,
             "likelihood": self.likelihood,
+            "log_prior_fn": self.log_prior_fn,
             "vmapped": True,
             "_stacked": eqx.combine(arrays, static),
-            "_data": self._data[indices],
-            "_error": None if self._error is None else self._error[indices],
             "_valid": valid,
             "_valid_index": jnp.nonzero(jnp.ravel(valid), size=n_data)[0],
             "n_data": n_data,
+            "n_fisher": self.n_fisher // n_obs * k,
+            "has_residuals": self.has_residuals,
+            "has_hessian_terms": self.has_hessian_terms,
         }
         # Built field by field: __init__ would need concrete arrays to count points.
         sub = object.__new__(Problem)

@@ -152,7 +152,7 @@ def covariance(
         what = "the Fisher information"
         prior = prior_curvature(problem, params)
         rows = _prior_rows(None if prior is None else np.asarray(prior), eps)
-        fits = 3 * problem.n_data * x.size * x.dtype.itemsize <= memory_budget(max_memory)
+        fits = 3 * problem.n_fisher * x.size * x.dtype.itemsize <= memory_budget(max_memory)
         if fits and rows is not None:
             jac = np.asarray(whitened_jacobian(problem, params, batch_size, max_memory, devices))
             check_finite(jac, names, what)
@@ -232,14 +232,11 @@ def _free_covariance(
         spectrum = spectrum_of_matrix(matrix, eps)
     else:
         what, label = "the Fisher information", "fisher:svd"
-        jac = np.asarray(jacobian(OnFlat(problem, parametrisation, "flat_predictions"), x, **options))[
-            :, keep
-        ]
-        jac = np.sqrt(np.asarray(problem.weights(params)))[:, None] * jac
+        jac = np.asarray(jacobian(OnFlat(problem, parametrisation, "fisher_root"), x, **options))[:, keep]
         check_finite(jac, names, what)
         rows = np.zeros((0, len(keep)))
-        if problem.priors:
-            prior = np.asarray(hessian(OnFlat(problem, parametrisation, "log_prior_loss"), x))[block]
+        if problem.has_hessian_terms:
+            prior = np.asarray(hessian(OnFlat(problem, parametrisation, "hessian_terms"), x))[block]
             rows = _prior_rows(prior, eps)
             if rows is None:
                 label, matrix = "fisher:matrix", jac.T @ jac + prior
@@ -288,6 +285,16 @@ def _warn_if_not_at_minimum(grad, matrix, depth: int) -> None:
         )
 
 
+def _likelihood_name(problem) -> str:
+    """The likelihood in words: the name the user gave when every observation uses it."""
+    names = sorted(set(problem.families()))
+    return (
+        repr(problem.likelihood)
+        if isinstance(problem.likelihood, str) and len(names) == 1
+        else ", ".join(names)
+    )
+
+
 def _check_scale(problem, scale) -> None:
     """Check `scale` before any work: None, "chi2r" (normal likelihood only) or a positive number."""
     if scale is None:
@@ -295,10 +302,11 @@ def _check_scale(problem, scale) -> None:
     if isinstance(scale, str):
         if scale != "chi2r":
             raise ValueError(f"unknown scale {scale!r}; give None, 'chi2r' or a positive number")
-        if getattr(problem, "likelihood", "normal") != "normal":
+        if not problem.fixed_errors:
             raise ValueError(
                 "scale='chi2r' rescales Gaussian errors of unknown size; this problem's likelihood is "
-                f"{problem.likelihood!r}, whose variance is fixed by the model: leave scale=None"
+                f"{_likelihood_name(problem)}, whose variance is fixed by the model or fitted: leave "
+                "scale=None"
             )
         return
     if (

@@ -32,11 +32,12 @@ def check_problem(problem: Any, params: Any, what: str) -> Any:
 
 
 def prior_curvature(problem: Problem, params: Any) -> Float[Array, "n n"] | None:
-    """The Hessian of the negative log-prior (dense: priors are cheap), or `None` without priors."""
-    if not problem.priors:
+    """The Hessian of `problem.hessian_terms` (the negative log-prior, and custom log-likelihoods
+    with no Fisher information of their own), or `None` when there are none."""
+    if not problem.has_hessian_terms:
         return None
     x, unravel = tree.ravel(params)
-    return jax.hessian(lambda z: -problem.log_prior(unravel(z)))(x)
+    return jax.hessian(lambda z: problem.hessian_terms(unravel(z)))(x)
 
 
 def whitened_jacobian(
@@ -46,25 +47,22 @@ def whitened_jacobian(
     max_memory: int | float | None = None,
     devices: Sequence[jax.Device] | None = None,
 ) -> Float[Array, "m n"]:
-    """`diag(sqrt(w)) J`: the Jacobian of the predictions scaled by the square root of the Fisher weights.
+    """The Jacobian of `problem.fisher_root`: its Gram matrix is the likelihood's Fisher information.
 
-    For a normal likelihood this is (minus) the Jacobian of `problem.residuals`;
-    its Gram matrix is the Fisher information without the priors.
+    For normal data with fixed errors this is (minus) the Jacobian of `problem.residuals`.
     """
-    jac = jacobian(
-        problem.flat_predictions, params, batch_size=batch_size, max_memory=max_memory, devices=devices
+    return jacobian(
+        problem.fisher_root, params, batch_size=batch_size, max_memory=max_memory, devices=devices
     )
-    return jnp.sqrt(problem.weights(params))[:, None] * jac
 
 
 def _gauss_newton_rows(problem: Problem, x, unravel):
-    """Rows of `J^T W J` for one-hot vectors, one JVP and one VJP each, never forming J."""
-    predictions = lambda z: problem.flat_predictions(unravel(z))
-    _, jvp = jax.linearize(predictions, x)
+    """Rows of `J^T J` (J the Jacobian of `fisher_root`) for one-hot vectors, one JVP and one VJP each."""
+    root = lambda z: problem.fisher_root(unravel(z))
+    _, jvp = jax.linearize(root, x)
     vjp = jax.linear_transpose(jvp, x)
-    weights = problem.weights(unravel(x))
     n = x.size
-    return lambda idx: jax.vmap(lambda e: vjp(weights * jvp(e))[0])(one_hot(idx, n, x.dtype))
+    return lambda idx: jax.vmap(lambda e: vjp(jvp(e))[0])(one_hot(idx, n, x.dtype))
 
 
 @eqx.filter_jit
@@ -74,8 +72,8 @@ def _fisher_products(problem: Problem, params: Any, batch_size: int, devices: tu
 
 
 @eqx.filter_jit
-def _fisher_dense(jac: Float[Array, "m n"], weights: Float[Array, " m"]) -> Float[Array, "n n"]:
-    return jac.T @ (weights[:, None] * jac)
+def _fisher_dense(jac: Float[Array, "m n"]) -> Float[Array, "n n"]:
+    return jac.T @ jac
 
 
 def fisher(
@@ -88,10 +86,14 @@ def fisher(
 ) -> Float[Array, "n n"]:
     """The Fisher information (Gauss-Newton matrix) of a problem at `params`, plus prior curvature.
 
-    `F = J^T diag(w) J + H_prior`, with `J` the Jacobian of
-    `problem.flat_predictions`, `w = problem.weights(params)` (normal likelihood:
-    `1 / error^2`; Poisson: `1 / prediction`) and `H_prior` the Hessian of the
-    negative log-prior. When J fits in `max_memory` it is built in batched JVP
+    `F = J^T J + H_rest`, with `J` the Jacobian of `problem.fisher_root`
+    (each family's expected Fisher information: `J_mu^T diag(1/sigma^2) J_mu`
+    for normal data, `1 / rate` weights for Poisson, `J^T C^-1 J` for a
+    `MultivariateNormal`, plus rows for fitted noise terms; the empirical
+    outer-product Fisher for unbinned data) and `H_rest` the Hessian of
+    `problem.hessian_terms`: the negative log-prior, and the negative
+    log-likelihood of observations with a custom `log_likelihood`, which
+    have no Fisher information of their own. When J fits in `max_memory` it is built in batched JVP
     blocks and multiplied out; otherwise each block of columns of F comes from
     one JVP and one VJP per column, so J is never held whole. For a Gaussian
     likelihood at the optimum F matches the Hessian of `problem.nll` up to the
@@ -116,15 +118,17 @@ def fisher(
         >>> cov = np.linalg.inv(F)
     """
     params = check_problem(problem, params, "fk.fisher")
-    x, _, unravel = flatten(problem.flat_predictions, params)
-    n, m = x.size, problem.n_data
+    x, _, unravel = flatten(problem.fisher_root, params)
+    n, m = x.size, problem.n_fisher
     warn_if_float32(x.dtype, "The Fisher information")
     batch_size = check_batch_size(batch_size, n)
-    if 3 * m * n * x.dtype.itemsize <= memory_budget(max_memory):
+    if m == 0:
+        matrix = jnp.zeros((n, n), x.dtype)
+    elif 3 * m * n * x.dtype.itemsize <= memory_budget(max_memory):
         jac = jacobian(
-            problem.flat_predictions, params, batch_size=batch_size, max_memory=max_memory, devices=devices
+            problem.fisher_root, params, batch_size=batch_size, max_memory=max_memory, devices=devices
         )
-        matrix = _fisher_dense(jac, problem.weights(params))
+        matrix = _fisher_dense(jac)
     else:
         if batch_size is None:
 

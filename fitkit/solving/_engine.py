@@ -239,7 +239,8 @@ def solve(
     if max_edm is not None:
         max_edm = _positive(max_edm, "max_edm")
     if auto:
-        method = "levenberg-marquardt" if not problem.priors else _curvature_method(params)
+        least_squares_fits = problem.has_residuals and not (problem.priors or problem.log_prior_fn)
+        method = "levenberg-marquardt" if least_squares_fits else _curvature_method(params)
         if solver_options:
             raise TypeError(
                 f"solver options {sorted(solver_options)} need a named method; method='auto' picks one itself"
@@ -267,12 +268,16 @@ def solve(
     )
     for attempt in range(1 + (retries if auto else 0)):
         solver, name, least_squares = resolve(method, rtol, atol, solver_options)
-        if least_squares and problem.priors:
+        if least_squares and (problem.priors or problem.log_prior_fn is not None):
             raise ValueError(
                 f"{name} solves problem.residuals, which cannot hold the priors, so it would return the "
                 "maximum-likelihood point instead of the MAP point; use method='auto', 'newton' or 'bfgs'"
             )
-        objective = "residuals" if least_squares else ("nll" if problem.priors else "loss")
+        if least_squares:
+            problem._need_residuals(f"method={name!r}")
+        objective = (
+            "residuals" if least_squares else ("nll" if problem.priors or problem.log_prior_fn else "loss")
+        )
         tried.append(name)
         # Go on from a point that was heading for a minimum; from a saddle, a flat
         # region or a failure, start again from the user's start instead.
