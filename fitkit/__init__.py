@@ -46,6 +46,8 @@ _LAZY = {
     "fisher": "fitkit.curvature",
     "hessian": "fitkit.curvature",
     "jacobian": "fitkit.curvature",
+    "Evidence": "fitkit.curvature",
+    "laplace_evidence": "fitkit.curvature",
     "Stopper": "fitkit.fitting",
     "delay": "fitkit.fitting",
     "fit": "fitkit.fitting",
@@ -63,7 +65,16 @@ _LAZY = {
 if TYPE_CHECKING:
     from . import examples, plot
     from .analysis import Analysis, analyse
-    from .curvature import Covariance, CurvatureError, covariance, fisher, hessian, jacobian
+    from .curvature import (
+        Covariance,
+        CurvatureError,
+        Evidence,
+        covariance,
+        fisher,
+        hessian,
+        jacobian,
+        laplace_evidence,
+    )
     from .fitting import Stopper, delay, fit, natural_gradient
     from .projection import Projection, ProjectionError, TruncationWarning
     from .sampling import Posterior, sample
@@ -120,6 +131,8 @@ __all__ = [
     "fisher",
     "covariance",
     "Covariance",
+    "laplace_evidence",
+    "Evidence",
     "CurvatureError",
     "fit",
     "Stopper",

@@ -56,6 +56,21 @@ def loss_at(problem, params):
 
 
 @eqx.filter_jit
+def _log_likelihood_at(problem, params):
+    return problem.log_likelihood(params)
+
+
+def comparison_numbers(problem, params, parametrisation=None) -> dict:
+    """The `FitResult` fields for model comparison: log-likelihood, free params, data points."""
+    n_free = tree.size(params) if parametrisation is None else len(parametrisation.independent())
+    return {
+        "log_likelihood": float(_log_likelihood_at(problem, params)),
+        "n_free": int(n_free),
+        "n_data": int(problem.n_data),
+    }
+
+
+@eqx.filter_jit
 def _value_and_grad(f, point):
     x, unravel = tree.ravel(point)
     return jax.value_and_grad(lambda z: f(unravel(z)))(x)

@@ -284,6 +284,32 @@ class Analysis(eqx.Module):
                 frame[label] = summary[column].to_numpy()
         return frame
 
+    def evidence(self):
+        """The Laplace approximation of the log evidence at the optimum (`fk.laplace_evidence`), or None
+        without a fit and a covariance."""
+        from .curvature import laplace_evidence
+
+        stage = self.solve or self.fit
+        if stage is None or self.covariance is None:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return laplace_evidence(self.problem, stage, self.covariance)
+
+    def _comparison(self) -> list[str]:
+        """The model-comparison lines of the report: log-likelihood, AIC, BIC and the Laplace evidence."""
+        stage = self.solve or self.fit
+        if stage is None or not np.isfinite(getattr(stage, "log_likelihood", np.nan)):
+            return []
+        lines = [
+            f"model comparison: max log-likelihood {stage.log_likelihood:.6g} ({stage.n_free} free params, "
+            f"{stage.n_data} data points), AIC {stage.aic:.6g}, BIC {stage.bic:.6g}"
+        ]
+        evidence = self.evidence()
+        if evidence is not None:
+            lines.append(f"Laplace log evidence: {evidence.log_evidence:.6g} ({evidence.assumptions})")
+        return lines
+
     def report(self) -> str:
         """The analysis in text: reduced chi-squared before and after, stage summaries, the
         parameter table and any warnings."""
@@ -291,9 +317,11 @@ class Analysis(eqx.Module):
         chi_start = _chi2r(self.problem, self.start)
         chi_end = _chi2r(self.problem, self.params)
         lines.append(f"data points: {self.problem.n_data}, params: {tree.size(self.params)}")
-        lines.append(f"reduced chi-squared: start {_show(chi_start)} -> final {_show(chi_end)}")
+        # A chi-squared only for Gaussian data with fixed errors; otherwise the deviance -2 log L (less constants).
+        what = "reduced chi-squared" if self.problem.fixed_errors else "deviance per degree of freedom"
+        lines.append(f"{what}: start {_show(chi_start)} -> final {_show(chi_end)}")
         if self.truth is not None:
-            lines.append(f"reduced chi-squared at the truth: {_show(_chi2r(self.problem, self.truth))}")
+            lines.append(f"{what} at the truth: {_show(_chi2r(self.problem, self.truth))}")
         for label, stage in (("warm start", self.fit), ("polish", self.solve)):
             if stage is not None:
                 lines.append(
@@ -305,6 +333,7 @@ class Analysis(eqx.Module):
                 f"covariance: {self.covariance.method}, {_scaling(self.covariance)}, "
                 f"{self.timings.get('uncertainty', 0):.3g} s"
             )
+        lines += self._comparison()
         if self.posterior is not None:
             d = self.posterior.diagnostics
             summary = self.posterior.summary()

@@ -95,6 +95,11 @@ class FitResult(eqx.Module):
         fixed: flat names of the params held at their start values (`fixed=`).
         at_limit: flat names of the params held at a bound because the
             minimum lies beyond it (flag `at_limit`).
+        log_likelihood: `problem.log_likelihood(params)`, the log-likelihood
+            at the returned params (normalisation included, priors not).
+        n_free: how many scalar params were free (not fixed, tied or held at
+            a bound): the `k` of `aic` and `bic`.
+        n_data: the problem's number of used data points (events for unbinned data).
 
     Example:
         >>> res = fk.solve(prob, params)
@@ -117,6 +122,27 @@ class FitResult(eqx.Module):
     flags: tuple[str, ...] = ()
     fixed: tuple[str, ...] = ()
     at_limit: tuple[str, ...] = ()
+    log_likelihood: float = float("nan")
+    n_free: int = 0
+    n_data: int = 0
+
+    @property
+    def aic(self) -> float:
+        """Akaike's information criterion, `2 k - 2 log L` (`k = n_free`): lower is better.
+
+        Compare models fitted to the same data; it is meaningful at the
+        maximum-likelihood point (a MAP point with informative priors shifts it).
+        """
+        return 2.0 * self.n_free - 2.0 * float(self.log_likelihood)
+
+    @property
+    def bic(self) -> float:
+        """The Bayesian information criterion, `k log n - 2 log L` (`n = n_data`): lower is better."""
+        return (
+            self.n_free * float(np.log(self.n_data)) - 2.0 * float(self.log_likelihood)
+            if self.n_data
+            else float("nan")
+        )
 
     def names(self) -> list[str]:
         """Flat scalar names of the params (`position.blue[0]`, ...), in ravel order."""
@@ -170,6 +196,9 @@ class FitResult(eqx.Module):
                 "flags": list(self.flags),
                 "fixed": list(self.fixed),
                 "at_limit": list(self.at_limit),
+                "log_likelihood": float(self.log_likelihood),
+                "n_free": int(self.n_free),
+                "n_data": int(self.n_data),
             },
         )
 

@@ -18,7 +18,7 @@ from .._cache import compiled
 from .._checks import whole
 from .._flags import describe_flags
 from .._loop import run
-from .._verdict import assess
+from .._verdict import assess, comparison_numbers
 from ..parametrisation import TreeLatent
 from ..problem import Problem
 from ..projection import resolve_projection
@@ -371,6 +371,8 @@ def _fit(
         method="fit:optax",
         stats=stats,
     )
+    if code != NONFINITE_CODE:
+        packaged.update(comparison_numbers(problem, result_params, parametrisation))
     if code == NONFINITE_CODE:
         bad_paths = [p for p, b in zip(x_paths, np.asarray(carry.state["bad_leaves"])) if b]
         text = nonfinite_message(n_steps - 1, bool(carry.state["loss_finite"]), bad_paths)

@@ -14,7 +14,7 @@ from .. import tree
 from .._checks import whole
 from .._limits import find_at_limit
 from .._loop import RUNNING, best_or_last, run
-from .._verdict import assess, loss_at
+from .._verdict import assess, comparison_numbers, loss_at
 from ..parametrisation import normalise_fixed
 from ..problem import Problem
 from ..projection import resolve_projection
@@ -441,4 +441,5 @@ def _solve_latent(
         compile_time=out.compile_time,
         method=f"solve:{name}",
         stats=stats,
+        **comparison_numbers(problem, chosen, parametrisation),
     )
