@@ -119,7 +119,13 @@ def _check_start(problem: Problem, params: Any) -> None:
             )
     for path, prior in problem.priors.items():
         value = tree.get(params, path)
-        prior = _prior_at(prior, params)
+        try:
+            prior = _prior_at(prior, params)
+        except Exception as err:  # noqa: BLE001 - e.g. numpyro refusing a negative scale
+            raise ParamsError(
+                f"the prior for {path!r} (a function of the params) cannot be built at the start params "
+                f"({type(err).__name__}: {err}); start its hyperparameters inside their supports"
+            ) from err
         try:
             inside = np.asarray(prior.support(value))
         except Exception:  # noqa: BLE001 - a support that cannot be evaluated: rely on log_prob
@@ -172,7 +178,9 @@ def _check_scalar(fn, params: Any, what: str, context: str = "") -> None:
 
 def _with_family(obs: Observation, default: Any) -> Observation:
     """The observation with its likelihood family resolved (its own, else the problem's) and prepared."""
-    family = likelihoods.family(default if obs.likelihood is None else obs.likelihood).prepare(obs)
+    family = likelihoods.family(default if obs.likelihood is None else obs.likelihood)
+    if not obs.custom:  # a custom log_likelihood does not use the family, so it need not fit the data
+        family = family.prepare(obs)
     return eqx.tree_at(lambda o: o.likelihood, obs, family, is_leaf=lambda x: x is None)
 
 

@@ -232,7 +232,10 @@ def _free_covariance(
         spectrum = spectrum_of_matrix(matrix, eps)
     else:
         what, label = "the Fisher information", "fisher:svd"
-        jac = np.asarray(jacobian(OnFlat(problem, parametrisation, "fisher_root"), x, **options))[:, keep]
+        if problem.n_fisher:
+            jac = np.asarray(jacobian(OnFlat(problem, parametrisation, "fisher_root"), x, **options))[:, keep]
+        else:  # only custom log-likelihoods: their curvature is all in hessian_terms
+            jac = np.zeros((0, len(keep)))
         check_finite(jac, names, what)
         rows = np.zeros((0, len(keep)))
         if problem.has_hessian_terms:

@@ -36,6 +36,11 @@ def prior_curvature(problem: Problem, params: Any) -> Float[Array, "n n"] | None
     with no Fisher information of their own), or `None` when there are none."""
     if not problem.has_hessian_terms:
         return None
+    return _hessian_of_terms(problem, params)
+
+
+@eqx.filter_jit
+def _hessian_of_terms(problem: Problem, params: Any) -> Float[Array, "n n"]:
     x, unravel = tree.ravel(params)
     return jax.hessian(lambda z: problem.hessian_terms(unravel(z)))(x)
 
@@ -51,6 +56,8 @@ def whitened_jacobian(
 
     For normal data with fixed errors this is (minus) the Jacobian of `problem.residuals`.
     """
+    if problem.n_fisher == 0:  # only custom log-likelihoods: no rows
+        return jnp.zeros((0, tree.size(params)), jnp.result_type(float))
     return jacobian(
         problem.fisher_root, params, batch_size=batch_size, max_memory=max_memory, devices=devices
     )

@@ -114,6 +114,9 @@ class Normal(Likelihood):
     def residuals(self, params, prediction, data):
         return self._z(params, prediction, data)[0]
 
+    def standardised(self, params, prediction, data):
+        return self._z(params, prediction, data)[0]
+
     def weights(self, params, prediction, data):
         if self.scale is not None:
             return super().weights(params, prediction, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -25,8 +26,9 @@ class Unbinned(Likelihood):
 
     There is no expected Fisher information without integrating over the
     density, so `fk.fisher` uses the empirical (outer-product) Fisher
-    `sum_i s_i s_i^T` of the per-event scores, a consistent estimate at the
-    maximum; `fk.covariance` defaults to the Hessian, as HESSE does. There are
+    `sum_i s_i s_i^T` of the per-event scores `s_i = d log f(x_i)`, a
+    consistent estimate at the maximum, plus, when extended, the expected
+    Fisher information of the Poisson count, `(d N)(d N)^T / N`; `fk.covariance` defaults to the Hessian, as HESSE does. There are
     no least-squares residuals: `fk.solve` uses a minimiser.
 
     Args:
@@ -68,11 +70,19 @@ class Unbinned(Likelihood):
 
     @property
     def fisher_channels(self) -> int:
-        return 1
+        return 1 if self.expected is None else 2
 
     def fisher_root(self, params, prediction, data):
-        # The empirical Fisher: the Jacobian of the per-event log-likelihoods holds the scores.
-        return self._per_event(params, prediction, data)[None]
+        # The empirical Fisher of the shape: the Jacobian of the per-event log-densities holds the scores.
+        log_density = where_used(data, jnp.log(where_used(data, prediction, 1.0)))
+        if self.expected is None:
+            return log_density[None]
+        # The count is Poisson(N), independent of the shape given the params: its expected Fisher
+        # (dN)^2 / N is one more row, held at the first used event.
+        expected = jnp.asarray(self.expected(params), prediction.dtype)
+        first = jnp.arange(data.valid.size).reshape(data.valid.shape) == jnp.argmax(jnp.ravel(data.valid))
+        count = jnp.where(first, expected / jnp.sqrt(jax.lax.stop_gradient(expected)), 0.0)
+        return jnp.stack([log_density, count])
 
     @property
     def empirical(self) -> bool:
