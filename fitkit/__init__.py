@@ -57,6 +57,7 @@ _LAZY = {
     "TruncationWarning": "fitkit.projection",
     "Posterior": "fitkit.sampling",
     "sample": "fitkit.sampling",
+    "SamplingWarning": "fitkit.sampling",
     "ConvergenceError": "fitkit.solving",
     "ConvergenceWarning": "fitkit.solving",
     "solve": "fitkit.solving",
@@ -77,7 +78,7 @@ if TYPE_CHECKING:
     )
     from .fitting import Stopper, delay, fit, natural_gradient
     from .projection import Projection, ProjectionError, TruncationWarning
-    from .sampling import Posterior, sample
+    from .sampling import Posterior, SamplingWarning, sample
     from .solving import ConvergenceError, ConvergenceWarning, solve
 
 
@@ -142,6 +143,7 @@ __all__ = [
     "ProjectionError",
     "TruncationWarning",
     "sample",
+    "SamplingWarning",
     "Posterior",
     "analyse",
     "Analysis",

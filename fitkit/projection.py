@@ -184,7 +184,9 @@ class Projection(eqx.Module):
         return cls._build(flat, matrix, inverse, names, dropped, unsampled, layout, flat.dtype)
 
 
-CURVATURES = ("fisher", "hessian")
+# "identity" whitens nothing: NUTS on the (unconstrained) params themselves, for posteriors with no
+# Gaussian core to whiten around (a hierarchical funnel); pair it with mass adaptation.
+CURVATURES = ("fisher", "hessian", "identity")
 
 
 def _latent_projection(problem, params, projection, truncate, parametrisation, jacobian) -> Projection:
@@ -204,7 +206,10 @@ def _latent_projection(problem, params, projection, truncate, parametrisation, j
     if projection not in CURVATURES:
         raise ValueError(f"unknown projection {projection!r}; give an fk.Projection or one of {CURVATURES}")
     z0 = parametrisation.to_latent(params)
-    matrix = latent_curvature(problem, parametrisation, z0, projection, jacobian)
+    if projection == "identity":
+        matrix = np.eye(z0.size)
+    else:
+        matrix = latent_curvature(problem, parametrisation, z0, projection, jacobian)
     keep = parametrisation.independent()
     names = [parametrisation.names[i] for i in keep]
     block = np.asarray(matrix)[np.ix_(keep, keep)]
@@ -233,7 +238,7 @@ def resolve_projection(
         params: the params pytree the projection is centred on (when built here).
         projection: an `fk.Projection` (checked against the params' size), or
             `"fisher"` / `"hessian"` to whiten `fk.fisher(problem, params)` /
-            `fk.hessian(problem.nll, params)`.
+            `fk.hessian(problem.nll, params)`, or `"identity"` for no whitening.
         truncate: passed to `Projection.from_fisher` when one is built here.
         parametrisation: an `fk.Parametrisation` (bounds, ties, fixed params):
             the projection is then built in its unconstrained space, over the free params.
@@ -263,6 +268,8 @@ def resolve_projection(
         matrix = curvature.fisher(problem, params)
     elif projection == "hessian":
         matrix = curvature.hessian(problem.nll, params)
+    elif projection == "identity":
+        matrix = np.eye(tree.size(params))
     else:
         raise ValueError(f"unknown projection {projection!r}; give an fk.Projection or one of {CURVATURES}")
     return Projection.from_fisher(np.asarray(matrix), center=params, truncate=truncate)

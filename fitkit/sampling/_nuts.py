@@ -17,7 +17,7 @@ from .._checks import whole
 from .._loop import run
 from ..fitting._progress import Progress
 from ..problem import Problem
-from ..projection import Projection, TruncationWarning, resolve_projection
+from ..projection import Projection, ProjectionError, TruncationWarning, resolve_projection
 from ..results import inherited_fixed, start_params
 from ._posterior import Posterior
 from ._stepper import NutsStepper
@@ -44,6 +44,11 @@ def _at_edge(parametrisation, params) -> bool:
     return bool(np.any(bounded & np.asarray(parametrisation.free) & (np.abs(z) >= EDGE)))
 
 
+def _has_bounded_free(parametrisation) -> bool:
+    bounded = np.isfinite(np.asarray(parametrisation.lower)) | np.isfinite(np.asarray(parametrisation.upper))
+    return bool(np.any(bounded & np.asarray(parametrisation.free)))
+
+
 def _inside(parametrisation, params):
     """`params` with every bounded element at least `EDGE` unconstrained units inside its bounds."""
     if parametrisation is None:
@@ -56,6 +61,46 @@ def _inside(parametrisation, params):
 
 # Newton steps, each at most MAX_MOVE unconstrained units, to the mode of the density of `z`.
 MODE_STEPS, MAX_MOVE = 60, 2.0
+
+
+# Beyond these the draws do not describe the posterior: Vehtari et al. (2021) ask for
+# R-hat < 1.01 and a bulk ESS of at least 100 per chain before trusting summaries.
+MAX_R_HAT, MIN_ESS_PER_CHAIN = 1.01, 100
+
+
+def _warn_if_unconverged(diagnostics: dict, latent: np.ndarray, kept: int) -> None:
+    """Record the worst R-hat and bulk ESS of the latent draws, and warn when they, or divergences,
+    say the draws are not to be trusted (a sampler's result is never silently taken as good)."""
+    from ._diagnostics import ess_bulk, r_hat
+
+    num_chains = latent.shape[0]
+    worst_r_hat = float(np.nanmax(r_hat(latent))) if num_chains > 1 and kept >= 4 else float("nan")
+    least_ess = float(np.nanmin(ess_bulk(latent))) if kept >= 4 else float("nan")
+    diagnostics["max_r_hat"], diagnostics["min_ess_bulk"] = worst_r_hat, least_ess
+    problems = []
+    if worst_r_hat > MAX_R_HAT:
+        problems.append(f"the chains disagree (max R-hat {worst_r_hat:.4f} > {MAX_R_HAT})")
+    if least_ess < MIN_ESS_PER_CHAIN * num_chains:
+        problems.append(
+            f"few independent draws (min bulk ESS {least_ess:.0f} < {MIN_ESS_PER_CHAIN * num_chains})"
+        )
+    if diagnostics["divergences"]:
+        problems.append(
+            f"{diagnostics['divergences']} divergent transitions (the posterior has regions the step size "
+            "cannot follow, such as a hierarchical funnel: reparametrise, e.g. non-centred, or raise "
+            "target_accept)"
+        )
+    if problems and kept >= 4:
+        warnings.warn(
+            "fk.sample: do not trust these draws yet: " + "; ".join(problems) + ". Run longer chains, "
+            "start from a better optimum, or change the parametrisation.",
+            SamplingWarning,
+            stacklevel=3,
+        )
+
+
+class SamplingWarning(UserWarning):
+    """The draws of `fk.sample` fail a convergence check (R-hat, effective sample size, divergences)."""
 
 
 def _latent_mode(problem, parametrisation, params):
@@ -133,7 +178,11 @@ def sample(
         problem: the `fk.Problem`.
         params: params pytree or `FitResult` at (or near) the posterior mode.
         projection: an `fk.Projection`, or `"hessian"` (default when None) or
-            `"fisher"` to build one at `params`.
+            `"fisher"` to build one at `params` (at the mode of the unconstrained
+            density, log-Jacobian included, when free params are bounded), or
+            `"identity"` for plain NUTS on the unconstrained params (for
+            posteriors with no Gaussian core, such as a centred hierarchical
+            funnel; pair it with `adapt_mass=True`).
         num_warmup: warm-up (adaptation) iterations per chain. The default of
             200 suffices because the latent space is already whitened.
         num_samples: draws kept per chain.
@@ -205,16 +254,29 @@ def sample(
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
     center = _inside(parametrisation, params)
-    if parametrisation is not None and _at_edge(parametrisation, params):
+    if parametrisation is not None and (
+        _at_edge(parametrisation, params) or _has_bounded_free(parametrisation)
+    ):
+        # The chains sample the density of z (log-Jacobian included), whose mode differs from the
+        # params' mode wherever a free param is bounded; near a bound (a hierarchical scale at 0)
+        # the two are far apart, and a whitening built at the params' mode would be far too narrow.
         center = _latent_mode(problem, parametrisation, center)
-    proj = resolve_projection(
-        problem,
-        center,
-        "hessian" if projection is None else projection,
-        truncate,
-        parametrisation=parametrisation,
-        jacobian=True,
-    )
+    try:
+        proj = resolve_projection(
+            problem,
+            center,
+            "hessian" if projection is None else projection,
+            truncate,
+            parametrisation=parametrisation,
+            jacobian=True,
+        )
+    except ProjectionError as err:
+        raise type(err)(
+            f"{err}\nfk.sample whitens the posterior with its curvature at a mode; where the posterior has "
+            "no Gaussian core (a centred hierarchical model's funnel: theta ~ Normal(mu, tau) with tau "
+            "free), reparametrise it non-centred (eta ~ Normal(0, 1), ties={'theta': lambda p: p['mu'] "
+            "+ p['tau'] * p['eta']}), or sample without whitening: projection='identity', adapt_mass=True"
+        ) from err
     if proj.unsampled:
         warnings.warn(
             f"the projection drops {len(proj.dropped)} direction(s) ({'; '.join(proj.dropped)}), so "
@@ -311,6 +373,7 @@ def sample(
         "dropped_directions": list(proj.dropped),
         "unsampled_params": list(proj.unsampled),
     }
+    _warn_if_unconverged(diagnostics, latent, kept)
     return Posterior(
         samples=samples,
         latent=latent,
