@@ -317,11 +317,18 @@ class Analysis(eqx.Module):
         chi_start = _chi2r(self.problem, self.start)
         chi_end = _chi2r(self.problem, self.params)
         lines.append(f"data points: {self.problem.n_data}, params: {tree.size(self.params)}")
-        # A chi-squared only for Gaussian data with fixed errors; otherwise the deviance -2 log L (less constants).
-        what = "reduced chi-squared" if self.problem.fixed_errors else "deviance per degree of freedom"
-        lines.append(f"{what}: start {_show(chi_start)} -> final {_show(chi_end)}")
-        if self.truth is not None:
-            lines.append(f"{what} at the truth: {_show(_chi2r(self.problem, self.truth))}")
+        if self.problem.fixed_errors:
+            lines.append(f"reduced chi-squared: start {_show(chi_start)} -> final {_show(chi_end)}")
+            if self.truth is not None:
+                lines.append(f"reduced chi-squared at the truth: {_show(_chi2r(self.problem, self.truth))}")
+        else:
+            # No chi-squared to judge by (noise models, counts, events): the log-likelihood itself.
+            ll = [float(self.problem.log_likelihood(p)) for p in (self.start, self.params)]
+            lines.append(f"log-likelihood: start {ll[0]:.6g} -> final {ll[1]:.6g}")
+            if self.truth is not None:
+                lines.append(
+                    f"log-likelihood at the truth: {float(self.problem.log_likelihood(self.truth)):.6g}"
+                )
         for label, stage in (("warm start", self.fit), ("polish", self.solve)):
             if stage is not None:
                 lines.append(
