@@ -170,7 +170,11 @@ def covariance(
     _warn_if_not_at_minimum(grad, matrix, 2)
     factor = _factor(problem, params, scale, x.size)
     return Covariance(
-        jnp.asarray(factor * matrix, dtype=x.dtype), params, label, [d.text for d in dropped], scale=factor
+        jnp.asarray(factor * matrix, dtype=x.dtype),
+        params,
+        _with_custom(problem, label),
+        [d.text for d in dropped],
+        scale=factor,
     )
 
 
@@ -258,7 +262,7 @@ def _free_covariance(
     return Covariance(
         jnp.asarray(matrix, dtype=x.dtype),
         params,
-        label,
+        _with_custom(problem, label),
         [d.text for d in dropped],
         scale=factor,
         fixed=tuple(n for n in parametrisation.fixed_names() if n not in at_limit),
@@ -286,6 +290,12 @@ def _warn_if_not_at_minimum(grad, matrix, depth: int) -> None:
             ConvergenceWarning,
             stacklevel=depth + 1,
         )
+
+
+def _with_custom(problem, label: str) -> str:
+    """The method's label, saying when custom log-likelihoods entered the Fisher information as their Hessian."""
+    custom = label.startswith("fisher") and any(o.custom for o in problem.observations)
+    return f"{label}+hessian(custom log_likelihood)" if custom else label
 
 
 def _likelihood_name(problem) -> str:
