@@ -213,7 +213,9 @@ def _latent_projection(problem, params, projection, truncate, parametrisation, j
     keep = parametrisation.independent()
     names = [parametrisation.names[i] for i in keep]
     block = np.asarray(matrix)[np.ix_(keep, keep)]
-    spectrum, kept, dropped, unsampled = _spectrum(block, names, "Fisher", truncate)
+    spectrum, kept, dropped, unsampled = _spectrum(
+        block, names, "Hessian" if projection == "hessian" else "Fisher", truncate
+    )
     lam, vec, scale = spectrum.values[kept], spectrum.vectors[:, kept], spectrum.scale
     n = parametrisation.size
     matrix = np.zeros((n, len(kept)))

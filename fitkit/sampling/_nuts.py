@@ -93,7 +93,7 @@ def _warn_if_unconverged(diagnostics: dict, latent: np.ndarray, kept: int) -> No
     if problems and kept >= 4:
         warnings.warn(
             "fk.sample: do not trust these draws yet: " + "; ".join(problems) + ". Run longer chains, "
-            "start from a better optimum, or change the parametrisation.",
+            "reparametrise (a non-centred hierarchical model), or raise target_accept.",
             SamplingWarning,
             stacklevel=3,
         )
