@@ -61,6 +61,11 @@ _LAZY = {
     "ConvergenceError": "fitkit.solving",
     "ConvergenceWarning": "fitkit.solving",
     "solve": "fitkit.solving",
+    "profiles": "fitkit.profiles",
+    "Intervals": "fitkit.profiles",
+    "intervals": "fitkit.profiles",
+    "profile": "fitkit.profiles",
+    "contour": "fitkit.profiles",
 }
 
 if TYPE_CHECKING:
@@ -77,6 +82,7 @@ if TYPE_CHECKING:
         laplace_evidence,
     )
     from .fitting import Stopper, delay, fit, natural_gradient
+    from .profiles import Intervals, contour, intervals, profile
     from .projection import Projection, ProjectionError, TruncationWarning
     from .sampling import Posterior, SamplingWarning, sample
     from .solving import ConvergenceError, ConvergenceWarning, solve
@@ -148,6 +154,10 @@ __all__ = [
     "analyse",
     "Analysis",
     "solve",
+    "intervals",
+    "Intervals",
+    "profile",
+    "contour",
     "ConvergenceError",
     "ConvergenceWarning",
 ]

@@ -1,0 +1,5 @@
+"""Profile likelihoods: MINOS intervals, profile curves and 2-D contours, all rays in one compiled call."""
+
+from ._api import Intervals, contour, intervals, profile, threshold
+
+__all__ = ["Intervals", "intervals", "profile", "contour", "threshold"]

@@ -1,0 +1,459 @@
+"""Profile-likelihood intervals (MINOS), profile curves and 2-D profile contours."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import ndtri
+
+from .._reduced import OnLatent
+from ..problem import Problem
+from ..results import FitResult, inherited_fixed, start_params
+from ._rays import R_OPEN, Z_EDGE, profile_points, search_rays
+
+__all__ = ["Intervals", "intervals", "profile", "contour", "threshold"]
+
+
+def threshold(cl: float | None = None, sigma: float | None = None, dof: int = 1) -> float:
+    """The rise of the nll that bounds a profile region: `chi2.ppf(cl, dof) / 2` (`sigma**2 / 2` for 1-D).
+
+    Raises:
+        ValueError: both or neither of `cl` and `sigma` given, or `cl` outside (0, 1), `sigma` <= 0.
+    """
+    if sigma is not None:
+        if cl is not None:
+            raise ValueError("give cl= or sigma=, not both")
+        if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
+            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+        cl = math.erf(sigma / math.sqrt(2.0))
+    if cl is None:
+        cl = 0.6826894921370859
+    if isinstance(cl, bool) or not isinstance(cl, (int, float)) or not 0 < cl < 1:
+        raise ValueError(f"cl must be a probability in (0, 1), e.g. 0.68 or 0.95; got {cl!r}")
+    if dof == 1:
+        return 0.5 * float(ndtri(0.5 * (1.0 + cl))) ** 2
+    if dof == 2:
+        return -math.log1p(-cl)  # chi2 with 2 dof: ppf(cl) = -2 log(1 - cl)
+    raise ValueError("dof must be 1 or 2")
+
+
+class Intervals(eqx.Module):
+    """Profile-likelihood (MINOS) intervals of a fit: absolute lower and upper limits per param.
+
+    Attributes:
+        params: the best-fit params the intervals belong to.
+        lower, upper: pytrees shaped like the params with the absolute limits
+            (NaN for params not profiled; the bound itself for a one-sided side).
+        names: the flat names profiled, in order.
+        value, flat_lower, flat_upper: flat arrays over `names`.
+        lower_valid, upper_valid: per name, whether that side converged (the
+            inner fits too) and stayed inside the bounds.
+        lower_at_bound, upper_at_bound: the side ran into a bound before the
+            nll rose enough: a one-sided interval, reported at the bound.
+        new_minimum: a point with a lower nll found by a search (params), or None:
+            the fit was not at the minimum; solve again from it.
+        cl: the confidence level; delta: the nll rise that bounds it.
+        messages: what went wrong, in words (empty when all is valid).
+
+    Example:
+        >>> iv = fk.intervals(prob, res)
+        >>> iv.table()
+    """
+
+    params: Any
+    lower: Any
+    upper: Any
+    names: tuple[str, ...] = eqx.field(static=True)
+    value: np.ndarray
+    flat_lower: np.ndarray
+    flat_upper: np.ndarray
+    lower_valid: np.ndarray
+    upper_valid: np.ndarray
+    lower_at_bound: np.ndarray
+    upper_at_bound: np.ndarray
+    new_minimum: Any
+    cl: float
+    delta: float
+    messages: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        """Every side of every interval converged and no lower minimum was found."""
+        return bool(self.lower_valid.all() and self.upper_valid.all() and self.new_minimum is None)
+
+    @property
+    def errors(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(minus, plus)`: the distances from the value to the limits (positive), as MINOS quotes them."""
+        return self.value - self.flat_lower, self.flat_upper - self.value
+
+    def table(self):
+        """A DataFrame per param: value, lower, upper, the two errors and the flags."""
+        import pandas as pd
+
+        minus, plus = self.errors
+        return pd.DataFrame(
+            {
+                "value": self.value,
+                "lower": self.flat_lower,
+                "upper": self.flat_upper,
+                "minus": minus,
+                "plus": plus,
+                "lower valid": self.lower_valid,
+                "upper valid": self.upper_valid,
+                "lower at bound": self.lower_at_bound,
+                "upper at bound": self.upper_at_bound,
+            },
+            index=pd.Index(list(self.names), name="param"),
+        )
+
+    def __repr__(self) -> str:
+        minus, plus = self.errors
+        rows = ", ".join(
+            f"{n}: {v:.6g} -{m:.3g} +{p:.3g}" for n, v, m, p in zip(self.names, self.value, minus, plus)
+        )
+        state = "valid" if self.valid else "NOT VALID: " + "; ".join(self.messages)
+        return f"Intervals(cl={self.cl:.4g}, {state}; {rows})"
+
+
+def _setup(problem, result, fixed, what: str):
+    """The parametrisation, the objective in z, the optimum and its curvature, checked before compiling."""
+    if not isinstance(problem, Problem):
+        raise TypeError(f"{what} needs an fk.Problem as its first argument, got {type(problem).__name__}")
+    if isinstance(result, FitResult) and not result.valid:
+        warnings.warn(
+            f"{what}: the result is not valid ({', '.join(result.flags) or 'unchecked'}), so the profiles are "
+            "taken around a point that may not be the minimum; solve until the result is valid",
+            UserWarning,
+            stacklevel=3,
+        )
+    held = inherited_fixed(result, fixed)
+    params = start_params(result)
+    problem.check(params)
+    parametrisation = problem.parametrisation(params, held, on_bound=True)
+    objective = OnLatent(problem, parametrisation, "nll")
+    z_hat = parametrisation.to_latent(params)
+    free = np.asarray(parametrisation.free)
+    keep = np.flatnonzero(free)
+    hessian = np.asarray(jax.hessian(objective)(z_hat), np.float64)[np.ix_(keep, keep)]
+    try:
+        sigma_keep = np.sqrt(np.diag(np.linalg.inv(hessian)))
+    except np.linalg.LinAlgError:
+        sigma_keep = np.full(keep.size, np.nan)
+    sigma = np.ones(free.size)
+    good = np.isfinite(sigma_keep) & (sigma_keep > 0)
+    sigma[keep[good]] = sigma_keep[good]
+    return params, parametrisation, objective, z_hat, free, sigma
+
+
+def _indices(params, parametrisation, paths, what) -> list[int]:
+    from ..parametrisation import element_indices
+
+    free = np.asarray(parametrisation.free)
+    if paths is None:
+        return [int(i) for i in np.flatnonzero(free)]
+    if isinstance(paths, str):
+        paths = [paths]
+    chosen = []
+    for path in paths:
+        for i in element_indices(params, path, what):
+            if not free[i]:
+                raise ValueError(
+                    f"{what}: {parametrisation.names[i]!r} is not free (fixed, tied or held at a bound), so "
+                    "it has no profile; free it, or leave it out of paths"
+                )
+            chosen.append(int(i))
+    return chosen
+
+
+def _ray_caps(parametrisation, z_hat, held, direction) -> np.ndarray:
+    """How far each ray may go: to `Z_EDGE` on a bounded side, `R_OPEN` sigma on an open one."""
+    lower = np.isfinite(np.asarray(parametrisation.lower))
+    upper = np.isfinite(np.asarray(parametrisation.upper))
+    z_hat = np.asarray(z_hat)
+    caps = np.full(len(direction), R_OPEN)
+    for k, (row, d) in enumerate(zip(held, direction)):
+        for j in np.flatnonzero(row):
+            if d[j] > 0 and upper[j]:
+                caps[k] = min(caps[k], max((Z_EDGE - z_hat[j]) / d[j], 0.0))
+            elif d[j] < 0 and lower[j]:
+                caps[k] = min(caps[k], max((-Z_EDGE - z_hat[j]) / d[j], 0.0))
+    return caps
+
+
+def intervals(
+    problem: Problem,
+    result: Any,
+    paths: str | list[str] | None = None,
+    *,
+    cl: float | None = None,
+    sigma: float | None = None,
+    fixed: Any = None,
+    outer_steps: int = 16,
+    inner_steps: int = 12,
+) -> Intervals:
+    """Profile-likelihood (MINOS) intervals for every free param, both sides at once, in one compiled call.
+
+    For each param the limits are where the nll, minimised over all the
+    other free params, has risen by `Δ = chi2.ppf(cl, 1) / 2` above its
+    minimum (`Δ = 0.5` for one sigma). The 2n searches (n params, two
+    sides) are rays from the optimum in the problem's unconstrained space,
+    run together under `vmap`: Newton's method on `sqrt(2 Δnll)`, which is
+    linear along a ray for a Gaussian likelihood, with each inner fit
+    warm-started from the previous point of its ray. Bounds, ties and
+    fixed params are respected; a side that reaches a bound before the nll
+    rises by `Δ` is one-sided: reported at the bound and flagged. A search
+    that finds a lower nll than the fit's says so and returns that point
+    (`new_minimum`): solve again from it.
+
+    Args:
+        problem: the `fk.Problem`.
+        result: the `FitResult` (or params) at the minimum.
+        paths: the params to profile (paths or elements, `"wfe[0]"`); default: every free one.
+        cl: the confidence level (default 0.6827, one sigma); or `sigma=`.
+        sigma: the interval in sigmas (`sigma=2` is cl 0.9545).
+        fixed: params held fixed (default: those the result held).
+        outer_steps, inner_steps: iterations of the search and of each inner fit.
+
+    Returns:
+        An `Intervals` (`lower`, `upper` pytrees of absolute limits, flags, `table()`).
+
+    Raises:
+        ValueError: an unknown or fixed path, a `cl` outside (0, 1).
+        TypeError: `problem` is not an `fk.Problem`.
+
+    Example:
+        >>> res = fk.solve(prob, start)
+        >>> iv = fk.intervals(prob, res)            # every free param, 68%
+        >>> iv.lower["tau"], iv.upper["tau"]
+    """
+    delta = threshold(cl, sigma)
+    level = 2 * _normal_cdf(math.sqrt(2 * delta)) - 1
+    params, parametrisation, objective, z_hat, free, sig = _setup(problem, result, fixed, "fk.intervals")
+    chosen = _indices(params, parametrisation, paths, "fk.intervals")
+    n = free.size
+    held = np.zeros((2 * len(chosen), n), bool)
+    direction = np.zeros((2 * len(chosen), n))
+    goal = math.sqrt(2 * delta)
+    for k, i in enumerate(chosen):
+        for s, side in enumerate((-1.0, 1.0)):
+            held[2 * k + s, i] = True
+            direction[2 * k + s, i] = side * sig[i] * goal
+    caps = _ray_caps(parametrisation, z_hat, held, direction)
+    dtype = z_hat.dtype
+    nll_min = objective(z_hat)
+    found = search_rays(
+        objective,
+        z_hat,
+        nll_min,
+        jnp.asarray(free),
+        jnp.asarray(held),
+        jnp.asarray(direction, dtype),
+        jnp.asarray(caps, dtype),
+        jnp.asarray(delta, dtype),
+        outer_steps=outer_steps,
+        inner_steps=inner_steps,
+    )
+    physical = np.asarray(jax.vmap(parametrisation.constrain)(found.z))
+    names = [parametrisation.names[i] for i in chosen]
+    value = np.asarray(parametrisation.constrain(z_hat))[chosen]
+    limits = {}
+    flags = {}
+    lower_bound, upper_bound = np.asarray(parametrisation.lower), np.asarray(parametrisation.upper)
+    for s, side in enumerate(("lower", "upper")):
+        rows = np.arange(s, 2 * len(chosen), 2)
+        capped = np.asarray(found.capped)[rows]
+        bound = (lower_bound if side == "lower" else upper_bound)[chosen]
+        at = capped & np.isfinite(bound)
+        limit = np.where(at, bound, physical[rows, chosen])
+        ok = (np.asarray(found.converged)[rows] | at) & np.asarray(found.inner_ok)[rows]
+        limits[side] = np.where(capped & ~np.isfinite(bound), np.nan, limit)
+        flags[side] = (ok & ~(capped & ~np.isfinite(bound)), at)
+    messages = []
+    for side in ("lower", "upper"):
+        for name, ok, at in zip(names, *flags[side]):
+            if not ok:
+                messages.append(f"the {side} limit of {name} did not converge (no rise of {delta:.3g} found)")
+            elif at:
+                messages.append(
+                    f"the {side} limit of {name} is at its bound: the interval is one-sided there"
+                )
+    below = np.asarray(found.below)
+    new_minimum = None
+    if below.any():
+        rises = np.asarray(found.delta)
+        best = int(np.argmin(np.where(below, rises, np.inf)))
+        new_minimum = parametrisation.to_params(found.z[best])
+        messages.append(
+            f"a search found a lower nll (by {-rises[best]:.3g}) than the fit's: the result is not at the minimum; "
+            "solve again from Intervals.new_minimum"
+        )
+    real_messages = [m for m in messages if "is at its bound" not in m]
+    if real_messages:
+        warnings.warn("fk.intervals: " + "; ".join(real_messages), UserWarning, stacklevel=2)
+
+    def as_tree(flat_values):
+        full = np.full(n, np.nan)
+        full[chosen] = flat_values
+        return parametrisation.layout.to_params(jnp.asarray(full, dtype))
+
+    return Intervals(
+        params=params,
+        lower=as_tree(limits["lower"]),
+        upper=as_tree(limits["upper"]),
+        names=tuple(names),
+        value=value,
+        flat_lower=limits["lower"],
+        flat_upper=limits["upper"],
+        lower_valid=flags["lower"][0],
+        upper_valid=flags["upper"][0],
+        lower_at_bound=flags["lower"][1],
+        upper_at_bound=flags["upper"][1],
+        new_minimum=new_minimum,
+        cl=float(level),
+        delta=float(delta),
+        messages=tuple(messages),
+    )
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def profile(problem: Problem, result: Any, path: str, grid: Any, *, fixed: Any = None, inner_steps: int = 30):
+    """The profile of the nll along one param: `min nll` over the others at each value of `grid`, less the minimum.
+
+    Args:
+        problem: the `fk.Problem`.
+        result: the `FitResult` (or params) at the minimum.
+        path: one scalar param (a leaf of size 1, or an element `"wfe[0]"`).
+        grid: 1-D physical values (inside the param's bounds).
+        fixed: params held fixed (default: those the result held).
+
+    Returns:
+        `(grid, delta_nll, params, ok)`: the grid, the profiled rise of the nll at
+        each point, the params there (a pytree with a leading grid axis) and
+        whether each inner fit converged.
+
+    Raises:
+        ValueError: the path is not one free scalar, or grid values outside its bounds.
+
+    Example:
+        >>> x, dnll, _, ok = fk.profile(prob, res, "tau", jnp.linspace(0.5, 3.0, 41))
+    """
+    params, parametrisation, objective, z_hat, free, _ = _setup(problem, result, fixed, "fk.profile")
+    chosen = _indices(params, parametrisation, path, "fk.profile")
+    if len(chosen) != 1:
+        raise ValueError(f"fk.profile: {path!r} names {len(chosen)} elements; give one, e.g. {path!r}[0]")
+    i = chosen[0]
+    grid = np.asarray(grid, np.float64).ravel()
+    lo, hi = float(parametrisation.lower[i]), float(parametrisation.upper[i])
+    if grid.size == 0 or np.any(grid <= lo) or np.any(grid >= hi):
+        raise ValueError(
+            f"fk.profile: the grid must be non-empty and inside the bounds ({lo:g}, {hi:g}) of {path!r}"
+        )
+    order = np.argsort(np.abs(grid - float(parametrisation.constrain(z_hat)[i])))
+    rows = np.tile(np.asarray(z_hat), (grid.size, 1))
+    flat = np.tile(np.asarray(parametrisation.constrain(z_hat)), (grid.size, 1))
+    flat[:, i] = grid
+    rows[:, i] = np.asarray(jax.vmap(parametrisation.unconstrain)(jnp.asarray(flat)))[:, i]
+    held = np.zeros(free.size, bool)
+    held[i] = True
+    # Out from the optimum on each side, so every inner fit starts next to the previous one.
+    values = np.empty(grid.size)
+    zs = np.empty_like(rows)
+    ok = np.empty(grid.size, bool)
+    centre = float(parametrisation.constrain(z_hat)[i])
+    for side in (grid < centre, grid >= centre):
+        idx = order[side[order]]
+        if idx.size == 0:
+            continue
+        v, z, good = profile_points(
+            objective,
+            z_hat,
+            jnp.asarray(free),
+            jnp.asarray(held),
+            jnp.asarray(rows[idx]),
+            inner_steps=inner_steps,
+        )
+        values[idx], zs[idx], ok[idx] = np.asarray(v), np.asarray(z), np.asarray(good)
+    rise = values - float(objective(z_hat))
+    points = jax.vmap(parametrisation.to_params)(jnp.asarray(zs, z_hat.dtype))
+    return grid, rise, points, ok
+
+
+def contour(
+    problem: Problem,
+    result: Any,
+    paths: tuple[str, str],
+    *,
+    cl: float | None = None,
+    sigma: float | None = None,
+    points: int = 40,
+    fixed: Any = None,
+    outer_steps: int = 16,
+    inner_steps: int = 12,
+):
+    """The 2-D profile-likelihood contour of two params: where `min nll` over the rest rises by `chi2.ppf(cl, 2) / 2`.
+
+    `points` rays from the optimum, evenly spread in angle in the plane of the
+    two params (scaled by their standard deviations, in the unconstrained
+    space), are searched together in one compiled call, as in `fk.intervals`.
+
+    Args:
+        problem: the `fk.Problem`.
+        result: the `FitResult` (or params) at the minimum.
+        paths: two scalar params.
+        cl: the confidence level of the region (default 0.6827; or `sigma=`, the 1-D equivalent).
+        points: how many points on the contour.
+
+    Returns:
+        `(x, y, ok)`: the contour's physical coordinates (closed: the first point
+        repeated at the end) and whether each point converged (False where a
+        ray reached a bound first; the point is then on the bound).
+
+    Example:
+        >>> x, y, ok = fk.contour(prob, res, ("a", "b"), cl=0.68)
+    """
+    if sigma is not None:
+        cl = math.erf(sigma / math.sqrt(2.0)) if cl is None else cl
+    delta = threshold(cl if cl is not None else None, None, dof=2)
+    params, parametrisation, objective, z_hat, free, sig = _setup(problem, result, fixed, "fk.contour")
+    if len(paths) != 2:
+        raise ValueError("fk.contour needs two paths, e.g. ('a', 'b')")
+    ia, ib = (_indices(params, parametrisation, p, "fk.contour") for p in paths)
+    if len(ia) != 1 or len(ib) != 1 or ia == ib:
+        raise ValueError(f"fk.contour: {paths!r} must name two different scalar params")
+    i, j = ia[0], ib[0]
+    angles = np.linspace(0.0, 2 * np.pi, points, endpoint=False)
+    n = free.size
+    held = np.zeros((points, n), bool)
+    held[:, [i, j]] = True
+    direction = np.zeros((points, n))
+    goal = math.sqrt(2 * delta)
+    direction[:, i] = np.cos(angles) * sig[i] * goal
+    direction[:, j] = np.sin(angles) * sig[j] * goal
+    caps = _ray_caps(parametrisation, z_hat, held, direction)
+    dtype = z_hat.dtype
+    found = search_rays(
+        objective,
+        z_hat,
+        objective(z_hat),
+        jnp.asarray(free),
+        jnp.asarray(held),
+        jnp.asarray(direction, dtype),
+        jnp.asarray(caps, dtype),
+        jnp.asarray(delta, dtype),
+        outer_steps=outer_steps,
+        inner_steps=inner_steps,
+    )
+    physical = np.asarray(jax.vmap(parametrisation.constrain)(found.z))
+    ok = np.asarray(found.converged) & np.asarray(found.inner_ok) & ~np.asarray(found.capped)
+    x = np.append(physical[:, i], physical[0, i])
+    y = np.append(physical[:, j], physical[0, j])
+    return x, y, np.append(ok, ok[0])
