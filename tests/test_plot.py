@@ -77,3 +77,19 @@ def test_corner_posterior_with_fit_and_truth(posterior, tmp_path):
         plot.corner([posterior, np.eye(2)])
     with pytest.raises(ValueError, match="at least one"):
         plot.corner([result])
+
+
+def test_profile_contour_and_asymmetric_errorbars(gauss):
+    problem, _, start = gauss
+    result = fk.solve(problem, start)
+    cov = fk.covariance(problem, result)
+    fig = plot.profile(problem, result, "mean[0]", covariance=cov)
+    curve, parabola = fig.axes[0].lines[0], fig.axes[0].lines[1]
+    # Near the optimum of a nearly Gaussian likelihood the profile is the curvature's parabola.
+    np.testing.assert_allclose(curve.get_ydata()[15:26], parabola.get_ydata()[15:26], atol=2e-3)
+    fig = plot.contour(problem, result, ("mean[0]", "std[0]"), covariance=cov)
+    x, y = fig.axes[0].lines[0].get_data()
+    assert x[0] == x[-1] and y[0] == y[-1] and len(x) == 41
+    iv = fk.intervals(problem, result, ["mean"])
+    fig = plot.errorbars(cov, intervals=iv)
+    assert any("profile likelihood" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
