@@ -49,6 +49,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "solve": {"method": "lbfgs", "projection": "fisher", "rtol": 1e-8, "atol": 1e-8, "max_steps": 500},
     "uncertainty": {"method": "hessian"},
     "sample": {"num_warmup": 200, "num_samples": 1000, "num_chains": 2},
+    "intervals": {},
 }
 SMALL = 64  # up to this many params the Hessian is one block: no memory planning (saves compiles)
 FAR = 10.0  # warm-start with the first-order stage when the starting chi2r exceeds this
@@ -109,6 +110,7 @@ def _check_stages(start: Any, options: dict[str, dict | None]) -> None:
     """
     checks = {"fit": _check_fit, "solve": _check_solve, "uncertainty": _check_uncertainty}
     checks["sample"] = _check_sample
+    checks["intervals"] = _check_intervals
     for stage, check in checks.items():
         if options[stage] is None:
             continue
@@ -187,6 +189,14 @@ def _check_sample(start: Any, options: dict) -> None:
     _check_curvature_name(options.get("projection"), "projection")
 
 
+def _check_intervals(start: Any, options: dict) -> None:
+    from .profiles import intervals as intervals_engine
+    from .profiles import threshold
+
+    _known_options("intervals", intervals_engine, options)
+    threshold(options.get("cl"), options.get("sigma"))
+
+
 def _chi2r(problem: Problem, params: Any) -> float | None:
     """The reduced chi-squared, or None where it is undefined (no more data points than params)."""
     return float(problem.chi2r(params)) if problem.ddof(params) > 0 else None
@@ -235,6 +245,7 @@ class Analysis(eqx.Module):
         config: the options each stage ran with (as text).
         timings: seconds per stage.
         notes: warnings collected on the way (unconstrained params, divergences...).
+        intervals: the profile-likelihood `fk.Intervals`, or None (the stage is off by default).
 
     Example:
         >>> analysis = fk.analyse(prob, start)
@@ -252,6 +263,7 @@ class Analysis(eqx.Module):
     config: dict
     timings: dict
     notes: tuple[str, ...]
+    intervals: Any = None
 
     @property
     def params(self) -> Any:
@@ -273,6 +285,10 @@ class Analysis(eqx.Module):
             frame["truth"] = np.asarray(tree.ravel(self.truth)[0])
         if self.covariance is not None:
             frame["std (curvature)"] = np.asarray(self.covariance.flat_std)
+        if self.intervals is not None:
+            minus, plus = self.intervals.errors
+            frame["profile minus"] = pd.Series(dict(zip(self.intervals.names, minus)))
+            frame["profile plus"] = pd.Series(dict(zip(self.intervals.names, plus)))
         if self.posterior is not None:
             summary = self.posterior.summary()
             for column, label in (
@@ -339,6 +355,12 @@ class Analysis(eqx.Module):
             lines.append(
                 f"covariance: {self.covariance.method}, {_scaling(self.covariance)}, "
                 f"{self.timings.get('uncertainty', 0):.3g} s"
+            )
+        if self.intervals is not None:
+            state = "valid" if self.intervals.valid else "NOT VALID: " + "; ".join(self.intervals.messages)
+            lines.append(
+                f"profile-likelihood intervals ({100 * self.intervals.cl:.3g}%): {len(self.intervals.names)} "
+                f"params, {state}, {self.timings.get('intervals', 0):.3g} s"
             )
         lines += self._comparison()
         if self.posterior is not None:
@@ -433,6 +455,7 @@ def analyse(
     solve: dict | bool | None = None,
     uncertainty: dict | bool | None = None,
     sample: dict | bool | None = None,
+    intervals: dict | bool | None = None,
     truth: Any = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
@@ -451,11 +474,13 @@ def analyse(
        optimum. If it is singular the unconstrained params are noted and a
        pseudo-inverse is used.
     4. `sample` (`fk.sample`): NUTS whitened by that covariance.
+    5. `intervals` (`fk.intervals`): profile-likelihood (MINOS) intervals of
+       every free param; off unless `intervals=True` or a dict of options.
 
     Args:
         problem: the `fk.Problem`.
         params: the starting params pytree or a `FitResult`.
-        fit, solve, uncertainty, sample: stage options (see above).
+        fit, solve, uncertainty, sample, intervals: stage options (see above).
         truth: optional true params (for simulations), shown in report and plots.
         out: a folder to `save` everything to at the end.
         progress: show progress bars and print a line per stage.
@@ -483,6 +508,8 @@ def analyse(
         name: _stage_options(name, value)
         for name, value in (("fit", fit), ("solve", solve), ("uncertainty", uncertainty), ("sample", sample))
     }
+    # Off unless asked for: 2n profile searches cost several solves each.
+    options["intervals"] = None if intervals in (None, False) else _stage_options("intervals", intervals)
     start = start_params(params)
     problem.check(start)
     if truth is not None:
@@ -568,6 +595,22 @@ def analyse(
             f"[fitkit] posterior: max r_hat {summary['r_hat'].max():.4f}, min ESS {summary['ess_bulk'].min():.0f}"
         )
 
+    found = None
+    if options["intervals"] is not None:
+        from .profiles import intervals as intervals_engine
+
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found = intervals_engine(
+                problem, polish if polish is not None else current, **options["intervals"]
+            )
+        notes += [str(w.message) for w in caught]
+        timings["intervals"] = time.perf_counter() - t0
+        say(
+            f"[fitkit] profile intervals: {'valid' if found.valid else 'NOT VALID'} in {timings['intervals']:.3g} s"
+        )
+
     config = {
         name: {k: repr(v) for k, v in value.items()} if value is not None else "skipped"
         for name, value in options.items()
@@ -585,6 +628,7 @@ def analyse(
         config=config,
         timings=timings,
         notes=tuple(notes),
+        intervals=found,
     )
     if out is not None:
         analysis.save(out)

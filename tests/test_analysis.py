@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
@@ -132,3 +133,23 @@ def test_demo_quick_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "reduced chi-squared: start" in out.stdout
     assert (tmp_path / "demo" / "corner.png").exists() and (tmp_path / "demo" / "report.txt").exists()
+
+
+def test_intervals_stage_reports_profile_errors():
+    x = jnp.linspace(0.0, 1.0, 30)
+    data = 1.0 + 2.0 * x + 0.1 * jnp.sin(17.0 * x)
+
+    class Line(fk.Observation):
+        def predict(self, params, model):
+            return params["a"] + params["b"] * x
+
+    problem = fk.Problem(None, Line(data=data, error=jnp.full(30, 0.1)))
+    start = {"a": jnp.asarray(0.0), "b": jnp.asarray(0.0)}
+    analysis = fk.analyse(problem, start, sample=False, intervals=True, progress=False)
+    table = analysis.table()
+    # A linear model with Gaussian errors: the profile interval is the curvature error exactly.
+    np.testing.assert_allclose(table["profile minus"], table["std (curvature)"], rtol=1e-6)
+    np.testing.assert_allclose(table["profile plus"], table["std (curvature)"], rtol=1e-6)
+    assert "profile-likelihood intervals (68.3%): 2 params, valid" in analysis.report()
+    with pytest.raises(ValueError, match=r"analyse\(intervals=...\): cl must be a probability"):
+        fk.analyse(problem, start, intervals={"cl": 2.0}, progress=False)
