@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -15,7 +15,8 @@ from jax.scipy.special import ndtri
 from .._reduced import OnLatent
 from ..problem import Problem
 from ..results import FitResult, inherited_fixed, start_params
-from ._rays import R_OPEN, Z_EDGE, profile_points, search_rays
+from .._verdict import default_max_edm
+from ._rays import R_OPEN, Z_EDGE, centre, profile_points, search_rays
 
 __all__ = ["Intervals", "intervals", "profile", "contour", "threshold"]
 
@@ -23,8 +24,21 @@ __all__ = ["Intervals", "intervals", "profile", "contour", "threshold"]
 def threshold(cl: float | None = None, sigma: float | None = None, dof: int = 1) -> float:
     """The rise of the nll that bounds a profile region: `chi2.ppf(cl, dof) / 2` (`sigma**2 / 2` for 1-D).
 
+    Args:
+        cl: the confidence level, in (0, 1).
+        sigma: or the 1-D interval in standard deviations (its level is `erf(sigma / sqrt 2)`).
+            Neither given: one sigma (cl 0.6827).
+        dof: the number of params profiled jointly: 1 (an interval) or 2 (a contour).
+
+    Returns:
+        The rise Δ of the nll.
+
     Raises:
-        ValueError: both or neither of `cl` and `sigma` given, or `cl` outside (0, 1), `sigma` <= 0.
+        ValueError: both `cl` and `sigma` given, `cl` outside (0, 1), `sigma` not positive, `dof` not 1 or 2.
+
+    Example:
+        >>> fk.profiles.threshold(0.95)           # 1.92
+        >>> fk.profiles.threshold(sigma=1, dof=2)  # 1.15
     """
     if sigma is not None:
         if cl is not None:
@@ -121,8 +135,27 @@ class Intervals(eqx.Module):
         return f"Intervals(cl={self.cl:.4g}, {state}; {rows})"
 
 
-def _setup(problem, result, fixed, what: str):
-    """The parametrisation, the objective in z, the optimum and its curvature, checked before compiling."""
+class _Centre(NamedTuple):
+    params: Any
+    parametrisation: Any
+    objective: Any
+    z_hat: Any
+    nll_min: Any
+    free: np.ndarray
+    sigma: np.ndarray
+    max_edm: float
+    new_minimum: Any
+    messages: tuple[str, ...]
+
+
+def _setup(problem, result, fixed, what: str) -> _Centre:
+    """The parametrisation, the objective in z, the optimum and its curvature, checked before compiling.
+
+    The EDM at the given point is measured: above the tolerance the point is
+    not the minimum, so it is polished (Newton over the free params) and the
+    searches run around the polished point, which is offered as `new_minimum`
+    with a warning.
+    """
     if not isinstance(problem, Problem):
         raise TypeError(f"{what} needs an fk.Problem as its first argument, got {type(problem).__name__}")
     if isinstance(result, FitResult) and not result.valid:
@@ -137,10 +170,26 @@ def _setup(problem, result, fixed, what: str):
     problem.check(params)
     parametrisation = problem.parametrisation(params, held, on_bound=True)
     objective = OnLatent(problem, parametrisation, "nll")
-    z_hat = parametrisation.to_latent(params)
+    z_start = parametrisation.to_latent(params)
     free = np.asarray(parametrisation.free)
+    max_edm = default_max_edm(z_start.dtype)
+    edm_start, nll_start, polished, nll_polished, polished_ok, hessian = centre(
+        objective, z_start, jnp.asarray(free), max_edm=max_edm
+    )
+    messages = []
+    new_minimum = None
+    z_hat, nll_min = z_start, nll_start
+    if not float(edm_start) <= max_edm:
+        z_hat, nll_min = polished, nll_polished
+        new_minimum = parametrisation.to_params(polished)
+        messages.append(
+            f"the start is not at the minimum (edm {float(edm_start):.3g} > {max_edm:g}): a lower nll "
+            f"(by {float(nll_start - nll_polished):.3g}) is at Intervals.new_minimum, and the profiles are taken "
+            "around it; solve again from new_minimum"
+            + ("" if bool(polished_ok) else " (which is not a converged minimum either)")
+        )
     keep = np.flatnonzero(free)
-    hessian = np.asarray(jax.hessian(objective)(z_hat), np.float64)[np.ix_(keep, keep)]
+    hessian = np.asarray(hessian, np.float64)[np.ix_(keep, keep)]
     try:
         sigma_keep = np.sqrt(np.diag(np.linalg.inv(hessian)))
     except np.linalg.LinAlgError:
@@ -148,7 +197,9 @@ def _setup(problem, result, fixed, what: str):
     sigma = np.ones(free.size)
     good = np.isfinite(sigma_keep) & (sigma_keep > 0)
     sigma[keep[good]] = sigma_keep[good]
-    return params, parametrisation, objective, z_hat, free, sigma
+    return _Centre(
+        params, parametrisation, objective, z_hat, nll_min, free, sigma, max_edm, new_minimum, tuple(messages)
+    )
 
 
 def _indices(params, parametrisation, paths, what) -> list[int]:
@@ -234,8 +285,9 @@ def intervals(
     """
     delta = threshold(cl, sigma)
     level = 2 * _normal_cdf(math.sqrt(2 * delta)) - 1
-    params, parametrisation, objective, z_hat, free, sig = _setup(problem, result, fixed, "fk.intervals")
-    chosen = _indices(params, parametrisation, paths, "fk.intervals")
+    c = _setup(problem, result, fixed, "fk.intervals")
+    parametrisation, z_hat, free = c.parametrisation, c.z_hat, c.free
+    chosen = _indices(c.params, parametrisation, paths, "fk.intervals")
     n = free.size
     held = np.zeros((2 * len(chosen), n), bool)
     direction = np.zeros((2 * len(chosen), n))
@@ -243,22 +295,8 @@ def intervals(
     for k, i in enumerate(chosen):
         for s, side in enumerate((-1.0, 1.0)):
             held[2 * k + s, i] = True
-            direction[2 * k + s, i] = side * sig[i] * goal
-    caps = _ray_caps(parametrisation, z_hat, held, direction)
-    dtype = z_hat.dtype
-    nll_min = objective(z_hat)
-    found = search_rays(
-        objective,
-        z_hat,
-        nll_min,
-        jnp.asarray(free),
-        jnp.asarray(held),
-        jnp.asarray(direction, dtype),
-        jnp.asarray(caps, dtype),
-        jnp.asarray(delta, dtype),
-        outer_steps=outer_steps,
-        inner_steps=inner_steps,
-    )
+            direction[2 * k + s, i] = side * c.sigma[i] * goal
+    found = _search(c, held, direction, delta, outer_steps, inner_steps)
     physical = np.asarray(jax.vmap(parametrisation.constrain)(found.z))
     names = [parametrisation.names[i] for i in chosen]
     value = np.asarray(parametrisation.constrain(z_hat))[chosen]
@@ -274,17 +312,15 @@ def intervals(
         ok = (np.asarray(found.converged)[rows] | at) & np.asarray(found.inner_ok)[rows]
         limits[side] = np.where(capped & ~np.isfinite(bound), np.nan, limit)
         flags[side] = (ok & ~(capped & ~np.isfinite(bound)), at)
-    messages = []
+    messages = list(c.messages)
     for side in ("lower", "upper"):
         for name, ok, at in zip(names, *flags[side]):
             if not ok:
                 messages.append(f"the {side} limit of {name} did not converge (no rise of {delta:.3g} found)")
             elif at:
-                messages.append(
-                    f"the {side} limit of {name} is at its bound: the interval is one-sided there"
-                )
+                messages.append(f"the {side} limit of {name} is at its bound: the interval is one-sided there")
+    new_minimum = c.new_minimum
     below = np.asarray(found.below)
-    new_minimum = None
     if below.any():
         rises = np.asarray(found.delta)
         best = int(np.argmin(np.where(below, rises, np.inf)))
@@ -300,10 +336,10 @@ def intervals(
     def as_tree(flat_values):
         full = np.full(n, np.nan)
         full[chosen] = flat_values
-        return parametrisation.layout.to_params(jnp.asarray(full, dtype))
+        return parametrisation.layout.to_params(jnp.asarray(full, z_hat.dtype))
 
     return Intervals(
-        params=params,
+        params=parametrisation.to_params(z_hat),
         lower=as_tree(limits["lower"]),
         upper=as_tree(limits["upper"]),
         names=tuple(names),
@@ -319,6 +355,30 @@ def intervals(
         delta=float(delta),
         messages=tuple(messages),
     )
+
+
+def _search(c: _Centre, held, direction, delta, outer_steps, inner_steps):
+    """All the rays of `held`/`direction` from the centre, capped at the bounds, in one compiled call."""
+    dtype = c.z_hat.dtype
+    caps = _ray_caps(c.parametrisation, c.z_hat, held, direction)
+    return search_rays(
+        c.objective,
+        c.z_hat,
+        c.nll_min,
+        jnp.asarray(c.free),
+        jnp.asarray(held),
+        jnp.asarray(direction, dtype),
+        jnp.asarray(caps, dtype),
+        jnp.asarray(delta, dtype),
+        outer_steps=outer_steps,
+        inner_steps=inner_steps,
+        max_edm=c.max_edm,
+    )
+
+
+def _warn_off_minimum(c: _Centre, what: str) -> None:
+    if c.messages:
+        warnings.warn(f"{what}: " + "; ".join(c.messages), UserWarning, stacklevel=3)
 
 
 def _normal_cdf(x: float) -> float:
@@ -346,44 +406,56 @@ def profile(problem: Problem, result: Any, path: str, grid: Any, *, fixed: Any =
     Example:
         >>> x, dnll, _, ok = fk.profile(prob, res, "tau", jnp.linspace(0.5, 3.0, 41))
     """
-    params, parametrisation, objective, z_hat, free, _ = _setup(problem, result, fixed, "fk.profile")
-    chosen = _indices(params, parametrisation, path, "fk.profile")
+    c = _setup(problem, result, fixed, "fk.profile")
+    _warn_off_minimum(c, "fk.profile")
+    parametrisation, z_hat, free = c.parametrisation, c.z_hat, c.free
+    chosen = _indices(c.params, parametrisation, path, "fk.profile")
     if len(chosen) != 1:
         raise ValueError(f"fk.profile: {path!r} names {len(chosen)} elements; give one, e.g. {path!r}[0]")
     i = chosen[0]
     grid = np.asarray(grid, np.float64).ravel()
     lo, hi = float(parametrisation.lower[i]), float(parametrisation.upper[i])
-    if grid.size == 0 or np.any(grid <= lo) or np.any(grid >= hi):
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= lo) or np.any(grid >= hi):
         raise ValueError(
-            f"fk.profile: the grid must be non-empty and inside the bounds ({lo:g}, {hi:g}) of {path!r}"
+            f"fk.profile: the grid must be non-empty, finite and inside the bounds ({lo:g}, {hi:g}) of {path!r}"
         )
-    order = np.argsort(np.abs(grid - float(parametrisation.constrain(z_hat)[i])))
-    rows = np.tile(np.asarray(z_hat), (grid.size, 1))
-    flat = np.tile(np.asarray(parametrisation.constrain(z_hat)), (grid.size, 1))
+    flat_hat = np.asarray(parametrisation.constrain(z_hat))
+    flat = np.tile(flat_hat, (grid.size, 1))
     flat[:, i] = grid
+    rows = np.tile(np.asarray(z_hat), (grid.size, 1))
     rows[:, i] = np.asarray(jax.vmap(parametrisation.unconstrain)(jnp.asarray(flat)))[:, i]
     held = np.zeros(free.size, bool)
     held[i] = True
-    # Out from the optimum on each side, so every inner fit starts next to the previous one.
-    values = np.empty(grid.size)
-    zs = np.empty_like(rows)
+    # Out from the optimum on each side, so every inner fit starts next to the previous one. Both
+    # sides are padded (repeating their last point) to one power-of-two length: one compilation
+    # serves every grid up to that size.
+    distance = grid - flat_hat[i]
+    sides = [np.flatnonzero(distance < 0), np.flatnonzero(distance >= 0)]
+    sides = [idx[np.argsort(np.abs(distance[idx]))] for idx in sides]
+    length = 1 << max(0, int(math.ceil(math.log2(max(len(idx) for idx in sides)))))
+    walks = np.tile(np.asarray(z_hat), (2, length, 1))
+    for k, idx in enumerate(sides):
+        if idx.size:
+            walks[k, : idx.size] = rows[idx]
+            walks[k, idx.size :] = rows[idx[-1]]
+    values, zs, good = profile_points(
+        c.objective,
+        z_hat,
+        jnp.asarray(free),
+        jnp.asarray(held),
+        jnp.asarray(walks, z_hat.dtype),
+        inner_steps=inner_steps,
+        max_edm=c.max_edm,
+    )
+    values, zs, good = np.asarray(values), np.asarray(zs), np.asarray(good)
+    rise = np.empty(grid.size)
+    z_points = np.empty_like(rows)
     ok = np.empty(grid.size, bool)
-    centre = float(parametrisation.constrain(z_hat)[i])
-    for side in (grid < centre, grid >= centre):
-        idx = order[side[order]]
-        if idx.size == 0:
-            continue
-        v, z, good = profile_points(
-            objective,
-            z_hat,
-            jnp.asarray(free),
-            jnp.asarray(held),
-            jnp.asarray(rows[idx]),
-            inner_steps=inner_steps,
-        )
-        values[idx], zs[idx], ok[idx] = np.asarray(v), np.asarray(z), np.asarray(good)
-    rise = values - float(objective(z_hat))
-    points = jax.vmap(parametrisation.to_params)(jnp.asarray(zs, z_hat.dtype))
+    for k, idx in enumerate(sides):
+        rise[idx] = values[k, : idx.size] - float(c.nll_min)
+        z_points[idx] = zs[k, : idx.size]
+        ok[idx] = good[k, : idx.size]
+    points = jax.vmap(parametrisation.to_params)(jnp.asarray(z_points, z_hat.dtype))
     return grid, rise, points, ok
 
 
@@ -421,12 +493,17 @@ def contour(
         >>> x, y, ok = fk.contour(prob, res, ("a", "b"), cl=0.68)
     """
     if sigma is not None:
-        cl = math.erf(sigma / math.sqrt(2.0)) if cl is None else cl
-    delta = threshold(cl if cl is not None else None, None, dof=2)
-    params, parametrisation, objective, z_hat, free, sig = _setup(problem, result, fixed, "fk.contour")
+        if cl is not None:
+            raise ValueError("fk.contour: give cl= or sigma=, not both")
+        threshold(sigma=sigma)  # checks sigma
+        cl = math.erf(sigma / math.sqrt(2.0))  # the level of a 1-D `sigma` interval
+    delta = threshold(cl, None, dof=2)
     if len(paths) != 2:
         raise ValueError("fk.contour needs two paths, e.g. ('a', 'b')")
-    ia, ib = (_indices(params, parametrisation, p, "fk.contour") for p in paths)
+    c = _setup(problem, result, fixed, "fk.contour")
+    _warn_off_minimum(c, "fk.contour")
+    parametrisation, z_hat, free = c.parametrisation, c.z_hat, c.free
+    ia, ib = (_indices(c.params, parametrisation, p, "fk.contour") for p in paths)
     if len(ia) != 1 or len(ib) != 1 or ia == ib:
         raise ValueError(f"fk.contour: {paths!r} must name two different scalar params")
     i, j = ia[0], ib[0]
@@ -436,22 +513,9 @@ def contour(
     held[:, [i, j]] = True
     direction = np.zeros((points, n))
     goal = math.sqrt(2 * delta)
-    direction[:, i] = np.cos(angles) * sig[i] * goal
-    direction[:, j] = np.sin(angles) * sig[j] * goal
-    caps = _ray_caps(parametrisation, z_hat, held, direction)
-    dtype = z_hat.dtype
-    found = search_rays(
-        objective,
-        z_hat,
-        objective(z_hat),
-        jnp.asarray(free),
-        jnp.asarray(held),
-        jnp.asarray(direction, dtype),
-        jnp.asarray(caps, dtype),
-        jnp.asarray(delta, dtype),
-        outer_steps=outer_steps,
-        inner_steps=inner_steps,
-    )
+    direction[:, i] = np.cos(angles) * c.sigma[i] * goal
+    direction[:, j] = np.sin(angles) * c.sigma[j] * goal
+    found = _search(c, held, direction, delta, outer_steps, inner_steps)
     physical = np.asarray(jax.vmap(parametrisation.constrain)(found.z))
     ok = np.asarray(found.converged) & np.asarray(found.inner_ok) & ~np.asarray(found.capped)
     x = np.append(physical[:, i], physical[0, i])
