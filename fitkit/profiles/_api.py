@@ -13,9 +13,9 @@ import numpy as np
 from jax.scipy.special import ndtri
 
 from .._reduced import OnLatent
+from .._verdict import default_max_edm
 from ..problem import Problem
 from ..results import FitResult, inherited_fixed, start_params
-from .._verdict import default_max_edm
 from ._rays import R_OPEN, Z_EDGE, centre, profile_points, search_rays
 
 __all__ = ["Intervals", "intervals", "profile", "contour", "threshold"]
@@ -318,7 +318,9 @@ def intervals(
             if not ok:
                 messages.append(f"the {side} limit of {name} did not converge (no rise of {delta:.3g} found)")
             elif at:
-                messages.append(f"the {side} limit of {name} is at its bound: the interval is one-sided there")
+                messages.append(
+                    f"the {side} limit of {name} is at its bound: the interval is one-sided there"
+                )
     new_minimum = c.new_minimum
     below = np.asarray(found.below)
     if below.any():
@@ -502,7 +504,7 @@ def contour(
         raise ValueError("fk.contour needs two paths, e.g. ('a', 'b')")
     c = _setup(problem, result, fixed, "fk.contour")
     _warn_off_minimum(c, "fk.contour")
-    parametrisation, z_hat, free = c.parametrisation, c.z_hat, c.free
+    parametrisation, free = c.parametrisation, c.free
     ia, ib = (_indices(c.params, parametrisation, p, "fk.contour") for p in paths)
     if len(ia) != 1 or len(ib) != 1 or ia == ib:
         raise ValueError(f"fk.contour: {paths!r} must name two different scalar params")

@@ -108,7 +108,9 @@ def minimise(objective, z, mask, inner_steps: int, max_edm: float = 1e-8):
 
 
 @eqx.filter_jit
-def centre(objective, z: Float[Array, " n"], free: Bool[Array, " n"], *, steps: int = 30, max_edm: float = 1e-8):
+def centre(
+    objective, z: Float[Array, " n"], free: Bool[Array, " n"], *, steps: int = 30, max_edm: float = 1e-8
+):
     """The state of the optimum a search starts from, in one compiled call.
 
     Returns:
