@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 from typing import Any, NamedTuple
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtri
 
-from .._reduced import OnLatent
-from .._verdict import default_max_edm
+from .._reduced import OnFlat, OnLatent
+from .._verdict import _value_and_grad, default_max_edm
+from ..curvature import hessian as curvature_hessian
 from ..problem import Problem
 from ..results import FitResult, inherited_fixed, start_params
-from ._rays import R_OPEN, Z_EDGE, centre, profile_points, search_rays
+from ._rays import R_OPEN, Z_EDGE, latent_view, map_rows, polish, profile_points, search_rays
 
 __all__ = ["Intervals", "intervals", "profile", "contour", "threshold"]
 
@@ -51,7 +51,7 @@ def threshold(cl: float | None = None, sigma: float | None = None, dof: int = 1)
     if isinstance(cl, bool) or not isinstance(cl, (int, float)) or not 0 < cl < 1:
         raise ValueError(f"cl must be a probability in (0, 1), e.g. 0.68 or 0.95; got {cl!r}")
     if dof == 1:
-        return 0.5 * float(ndtri(0.5 * (1.0 + cl))) ** 2
+        return 0.5 * statistics.NormalDist().inv_cdf(0.5 * (1.0 + cl)) ** 2
     if dof == 2:
         return -math.log1p(-cl)  # chi2 with 2 dof: ppf(cl) = -2 log(1 - cl)
     raise ValueError("dof must be 1 or 2")
@@ -141,6 +141,8 @@ class _Centre(NamedTuple):
     objective: Any
     z_hat: Any
     nll_min: Any
+    flat_hat: np.ndarray
+    hessian: Any
     free: np.ndarray
     sigma: np.ndarray
     max_edm: float
@@ -169,37 +171,79 @@ def _setup(problem, result, fixed, what: str) -> _Centre:
     params = start_params(result)
     problem.check(params)
     parametrisation = problem.parametrisation(params, held, on_bound=True)
-    objective = OnLatent(problem, parametrisation, "nll")
-    z_start = parametrisation.to_latent(params)
     free = np.asarray(parametrisation.free)
-    max_edm = default_max_edm(z_start.dtype)
-    edm_start, nll_start, polished, nll_polished, polished_ok, hessian = centre(
-        objective, z_start, jnp.asarray(free), max_edm=max_edm
-    )
+    keep = np.flatnonzero(free)
+    # The gradient and Hessian in physical units are the verdict's own compiled functions (a fit in
+    # this session has compiled them already); the chain rule takes them to the unconstrained z.
+    x = parametrisation.flat(params)
+    if problem.declares(held):
+        f, point = OnFlat(problem, parametrisation), x
+    else:  # as the verdict sees a problem with nothing declared: the nll of the params pytree
+        f, point = problem.nll, params
+    nll_start, grad = _value_and_grad(f, point)
+    grad = np.asarray(grad, np.float64)
+    hessian = np.asarray(curvature_hessian(f, point), np.float64)
+    z_start, first, second = (np.asarray(a, np.float64) for a in latent_view(parametrisation, x))
+    hessian = first[:, None] * hessian * first[None, :] + np.diag(second * grad)
+    grad = first * grad
+    max_edm = default_max_edm(x.dtype)
+    edm_start = _edm(grad[keep], hessian[np.ix_(keep, keep)])
+    objective = OnLatent(problem, parametrisation, "nll")
+    dtype = x.dtype
+    z_hat, nll_min = jnp.asarray(z_start, dtype), nll_start
     messages = []
     new_minimum = None
-    z_hat, nll_min = z_start, nll_start
-    if not float(edm_start) <= max_edm:
-        z_hat, nll_min = polished, nll_polished
-        new_minimum = parametrisation.to_params(polished)
+    if not edm_start <= max_edm:
+        z_hat, nll_min, polished_ok, polished_hessian = polish(
+            objective, z_hat, jnp.asarray(free), max_edm=max_edm
+        )
+        hessian = np.asarray(polished_hessian, np.float64)
+        params = new_minimum = parametrisation.to_params(z_hat)
         messages.append(
-            f"the start is not at the minimum (edm {float(edm_start):.3g} > {max_edm:g}): a lower nll "
-            f"(by {float(nll_start - nll_polished):.3g}) is at Intervals.new_minimum, and the profiles are taken "
+            f"the start is not at the minimum (edm {edm_start:.3g} > {max_edm:g}): a lower nll "
+            f"(by {float(nll_start - nll_min):.3g}) is at Intervals.new_minimum, and the profiles are taken "
             "around it; solve again from new_minimum"
             + ("" if bool(polished_ok) else " (which is not a converged minimum either)")
         )
-    keep = np.flatnonzero(free)
-    hessian = np.asarray(hessian, np.float64)[np.ix_(keep, keep)]
+    block = hessian[np.ix_(keep, keep)]
     try:
-        sigma_keep = np.sqrt(np.diag(np.linalg.inv(hessian)))
+        sigma_keep = np.sqrt(np.diag(np.linalg.inv(block)))
     except np.linalg.LinAlgError:
         sigma_keep = np.full(keep.size, np.nan)
     sigma = np.ones(free.size)
     good = np.isfinite(sigma_keep) & (sigma_keep > 0)
     sigma[keep[good]] = sigma_keep[good]
-    return _Centre(
-        params, parametrisation, objective, z_hat, nll_min, free, sigma, max_edm, new_minimum, tuple(messages)
+    hessian = jnp.asarray(hessian, dtype)
+    flat_hat = (
+        np.asarray(x)
+        if new_minimum is None
+        else np.asarray(map_rows(parametrisation, z_hat[None], "constrain"))[0]
     )
+    return _Centre(
+        params,
+        parametrisation,
+        objective,
+        z_hat,
+        nll_min,
+        flat_hat,
+        hessian,
+        free,
+        sigma,
+        max_edm,
+        new_minimum,
+        tuple(messages),
+    )
+
+
+def _edm(grad: np.ndarray, hessian: np.ndarray) -> float:
+    """`0.5 g^T |H|^-1 g` (the eigenvalues made positive); inf for a non-finite or singular Hessian."""
+    if not (np.all(np.isfinite(hessian)) and np.all(np.isfinite(grad))):
+        return float("inf")
+    eigenvalues, vectors = np.linalg.eigh(hessian)
+    size = np.abs(eigenvalues)
+    if not size.min(initial=np.inf) > 1e-14 * size.max(initial=0.0):
+        return float("inf")
+    return 0.5 * float(np.sum((vectors.T @ grad) ** 2 / size))
 
 
 def _indices(params, parametrisation, paths, what) -> list[int]:
@@ -245,8 +289,8 @@ def intervals(
     cl: float | None = None,
     sigma: float | None = None,
     fixed: Any = None,
-    outer_steps: int = 16,
-    inner_steps: int = 12,
+    outer_steps: int = 30,
+    inner_steps: int = 100,
 ) -> Intervals:
     """Profile-likelihood (MINOS) intervals for every free param, both sides at once, in one compiled call.
 
@@ -269,7 +313,8 @@ def intervals(
         cl: the confidence level (default 0.6827, one sigma); or `sigma=`.
         sigma: the interval in sigmas (`sigma=2` is cl 0.9545).
         fixed: params held fixed (default: those the result held).
-        outer_steps, inner_steps: iterations of the search and of each inner fit.
+        outer_steps, inner_steps: the most iterations of each ray's search and of each inner fit
+            (BFGS, a gradient each); both stop as soon as they have converged.
 
     Returns:
         An `Intervals` (`lower`, `upper` pytrees of absolute limits, flags, `table()`).
@@ -297,9 +342,9 @@ def intervals(
             held[2 * k + s, i] = True
             direction[2 * k + s, i] = side * c.sigma[i] * goal
     found = _search(c, held, direction, delta, outer_steps, inner_steps)
-    physical = np.asarray(jax.vmap(parametrisation.constrain)(found.z))
+    physical = np.asarray(map_rows(parametrisation, found.z, "constrain"))
     names = [parametrisation.names[i] for i in chosen]
-    value = np.asarray(parametrisation.constrain(z_hat))[chosen]
+    value = c.flat_hat[chosen]
     limits = {}
     flags = {}
     lower_bound, upper_bound = np.asarray(parametrisation.lower), np.asarray(parametrisation.upper)
@@ -341,7 +386,7 @@ def intervals(
         return parametrisation.layout.to_params(jnp.asarray(full, z_hat.dtype))
 
     return Intervals(
-        params=parametrisation.to_params(z_hat),
+        params=c.params,
         lower=as_tree(limits["lower"]),
         upper=as_tree(limits["upper"]),
         names=tuple(names),
@@ -367,6 +412,7 @@ def _search(c: _Centre, held, direction, delta, outer_steps, inner_steps):
         c.objective,
         c.z_hat,
         c.nll_min,
+        c.hessian,
         jnp.asarray(c.free),
         jnp.asarray(held),
         jnp.asarray(direction, dtype),
@@ -387,7 +433,9 @@ def _normal_cdf(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
-def profile(problem: Problem, result: Any, path: str, grid: Any, *, fixed: Any = None, inner_steps: int = 30):
+def profile(
+    problem: Problem, result: Any, path: str, grid: Any, *, fixed: Any = None, inner_steps: int = 100
+):
     """The profile of the nll along one param: `min nll` over the others at each value of `grid`, less the minimum.
 
     Args:
@@ -421,11 +469,11 @@ def profile(problem: Problem, result: Any, path: str, grid: Any, *, fixed: Any =
         raise ValueError(
             f"fk.profile: the grid must be non-empty, finite and inside the bounds ({lo:g}, {hi:g}) of {path!r}"
         )
-    flat_hat = np.asarray(parametrisation.constrain(z_hat))
+    flat_hat = c.flat_hat
     flat = np.tile(flat_hat, (grid.size, 1))
     flat[:, i] = grid
     rows = np.tile(np.asarray(z_hat), (grid.size, 1))
-    rows[:, i] = np.asarray(jax.vmap(parametrisation.unconstrain)(jnp.asarray(flat)))[:, i]
+    rows[:, i] = np.asarray(map_rows(parametrisation, jnp.asarray(flat, z_hat.dtype), "unconstrain"))[:, i]
     held = np.zeros(free.size, bool)
     held[i] = True
     # Out from the optimum on each side, so every inner fit starts next to the previous one. Both
@@ -443,6 +491,7 @@ def profile(problem: Problem, result: Any, path: str, grid: Any, *, fixed: Any =
     values, zs, good = profile_points(
         c.objective,
         z_hat,
+        c.hessian,
         jnp.asarray(free),
         jnp.asarray(held),
         jnp.asarray(walks, z_hat.dtype),
@@ -457,7 +506,7 @@ def profile(problem: Problem, result: Any, path: str, grid: Any, *, fixed: Any =
         rise[idx] = values[k, : idx.size] - float(c.nll_min)
         z_points[idx] = zs[k, : idx.size]
         ok[idx] = good[k, : idx.size]
-    points = jax.vmap(parametrisation.to_params)(jnp.asarray(z_points, z_hat.dtype))
+    points = map_rows(parametrisation, jnp.asarray(z_points, z_hat.dtype), "to_params")
     return grid, rise, points, ok
 
 
@@ -470,8 +519,8 @@ def contour(
     sigma: float | None = None,
     points: int = 40,
     fixed: Any = None,
-    outer_steps: int = 16,
-    inner_steps: int = 12,
+    outer_steps: int = 30,
+    inner_steps: int = 100,
 ):
     """The 2-D profile-likelihood contour of two params: where `min nll` over the rest rises by `chi2.ppf(cl, 2) / 2`.
 
@@ -518,7 +567,7 @@ def contour(
     direction[:, i] = np.cos(angles) * c.sigma[i] * goal
     direction[:, j] = np.sin(angles) * c.sigma[j] * goal
     found = _search(c, held, direction, delta, outer_steps, inner_steps)
-    physical = np.asarray(jax.vmap(parametrisation.constrain)(found.z))
+    physical = np.asarray(map_rows(parametrisation, found.z, "constrain"))
     ok = np.asarray(found.converged) & np.asarray(found.inner_ok) & ~np.asarray(found.capped)
     x = np.append(physical[:, i], physical[0, i])
     y = np.append(physical[:, j], physical[0, j])
