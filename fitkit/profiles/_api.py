@@ -16,7 +16,18 @@ from .._verdict import _value_and_grad, default_max_edm
 from ..curvature import hessian as curvature_hessian
 from ..problem import Problem
 from ..results import FitResult, inherited_fixed, start_params
-from ._rays import R_OPEN, Z_EDGE, latent_view, map_rows, polish, profile_points, search_rays
+from ._centre import latent_view, map_rows, polish
+from ._machine import Settings, rays
+from ._search import ENGINES, Objective, run
+
+# An unconstrained coordinate this far out is at its bound (exp(-25) of the way).
+Z_EDGE = 25.0
+# The farthest a ray goes on an open side, in standard deviations of the curvature.
+R_OPEN = 1.0e3
+# The inner fits go on to this fraction of `max_edm`, so the profile values are exact well inside it,
+# or to the rounding of the nll (`ROUNDING` ulps of it), below which no step can be judged.
+EDM_MARGIN = 1e-2
+ROUNDING = 16.0
 
 __all__ = ["Intervals", "intervals", "profile", "contour", "threshold"]
 
@@ -136,8 +147,10 @@ class Intervals(eqx.Module):
 
 
 class _Centre(NamedTuple):
+    problem: Any
     params: Any
     parametrisation: Any
+    declared: bool
     objective: Any
     z_hat: Any
     nll_min: Any
@@ -176,7 +189,8 @@ def _setup(problem, result, fixed, what: str) -> _Centre:
     # The gradient and Hessian in physical units are the verdict's own compiled functions (a fit in
     # this session has compiled them already); the chain rule takes them to the unconstrained z.
     x = parametrisation.flat(params)
-    if problem.declares(held):
+    declared = problem.declares(held)
+    if declared:
         f, point = OnFlat(problem, parametrisation), x
     else:  # as the verdict sees a problem with nothing declared: the nll of the params pytree
         f, point = problem.nll, params
@@ -220,8 +234,10 @@ def _setup(problem, result, fixed, what: str) -> _Centre:
         else np.asarray(map_rows(parametrisation, z_hat[None], "constrain"))[0]
     )
     return _Centre(
+        problem,
         params,
         parametrisation,
+        declared,
         objective,
         z_hat,
         nll_min,
@@ -291,6 +307,7 @@ def intervals(
     fixed: Any = None,
     outer_steps: int = 30,
     inner_steps: int = 100,
+    engine: str = "auto",
 ) -> Intervals:
     """Profile-likelihood (MINOS) intervals for every free param, both sides at once, in one compiled call.
 
@@ -315,6 +332,9 @@ def intervals(
         fixed: params held fixed (default: those the result held).
         outer_steps, inner_steps: the most iterations of each ray's search and of each inner fit
             (BFGS, a gradient each); both stop as soon as they have converged.
+        engine: `"host"` (a Python loop over the gradient a fit has compiled already: no new
+            compilation of the model), `"compiled"` (every search in one compiled call, the
+            gradients `vmap`ped: for accelerators and repeated calls) or `"auto"` (host on a CPU).
 
     Returns:
         An `Intervals` (`lower`, `upper` pytrees of absolute limits, flags, `table()`).
@@ -329,6 +349,7 @@ def intervals(
         >>> iv.lower["tau"], iv.upper["tau"]
     """
     delta = threshold(cl, sigma)
+    _check_engine(engine, "fk.intervals")
     level = 2 * _normal_cdf(math.sqrt(2 * delta)) - 1
     c = _setup(problem, result, fixed, "fk.intervals")
     parametrisation, z_hat, free = c.parametrisation, c.z_hat, c.free
@@ -341,7 +362,7 @@ def intervals(
         for s, side in enumerate((-1.0, 1.0)):
             held[2 * k + s, i] = True
             direction[2 * k + s, i] = side * c.sigma[i] * goal
-    found = _search(c, held, direction, delta, outer_steps, inner_steps)
+    found = _search(c, held, direction, delta, outer_steps, inner_steps, engine)
     physical = np.asarray(map_rows(parametrisation, found.z, "constrain"))
     names = [parametrisation.names[i] for i in chosen]
     value = c.flat_hat[chosen]
@@ -404,24 +425,52 @@ def intervals(
     )
 
 
-def _search(c: _Centre, held, direction, delta, outer_steps, inner_steps):
-    """All the rays of `held`/`direction` from the centre, capped at the bounds, in one compiled call."""
+_prepare = eqx.filter_jit(rays)
+
+
+def _settings(c: _Centre, target: float, tol: float = 1e-6) -> Settings:
     dtype = c.z_hat.dtype
-    caps = _ray_caps(c.parametrisation, c.z_hat, held, direction)
-    return search_rays(
-        c.objective,
-        c.z_hat,
-        c.nll_min,
+    nll_min = float(c.nll_min)
+    noise = ROUNDING * float(jnp.finfo(dtype).eps) * max(abs(nll_min), 1.0)
+    values = (nll_min, target, max(EDM_MARGIN * c.max_edm, noise), c.max_edm, noise, tol)
+    return Settings(c.z_hat, *(jnp.asarray(v, dtype) for v in values))
+
+
+def _run(c: _Centre, held, direction, cap, schedule, target, *, walk, engine, outer_steps, inner_steps):
+    dtype = c.z_hat.dtype
+    ray = _prepare(
         c.hessian,
         jnp.asarray(c.free),
         jnp.asarray(held),
         jnp.asarray(direction, dtype),
-        jnp.asarray(caps, dtype),
-        jnp.asarray(delta, dtype),
-        outer_steps=outer_steps,
-        inner_steps=inner_steps,
-        max_edm=c.max_edm,
+        jnp.asarray(cap, dtype),
+        jnp.asarray(schedule, dtype),
     )
+    objective = Objective(c.problem, c.parametrisation, c.declared)
+    return run(
+        objective,
+        _settings(c, target),
+        ray,
+        walk=walk,
+        engine=engine,
+        inner_steps=inner_steps,
+        outer_steps=outer_steps,
+    )
+
+
+def _search(c: _Centre, held, direction, delta, outer_steps, inner_steps, engine):
+    """All the rays of `held`/`direction` from the centre, capped at the bounds."""
+    cap = _ray_caps(c.parametrisation, c.z_hat, held, direction)
+    schedule = np.minimum(1.0, cap)[:, None]
+    return _run(
+        c, held, direction, cap, schedule, delta,
+        walk=False, engine=engine, outer_steps=outer_steps, inner_steps=inner_steps,
+    )  # fmt: skip
+
+
+def _check_engine(engine, what: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"{what}: engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
 
 
 def _warn_off_minimum(c: _Centre, what: str) -> None:
@@ -434,7 +483,14 @@ def _normal_cdf(x: float) -> float:
 
 
 def profile(
-    problem: Problem, result: Any, path: str, grid: Any, *, fixed: Any = None, inner_steps: int = 100
+    problem: Problem,
+    result: Any,
+    path: str,
+    grid: Any,
+    *,
+    fixed: Any = None,
+    inner_steps: int = 100,
+    engine: str = "auto",
 ):
     """The profile of the nll along one param: `min nll` over the others at each value of `grid`, less the minimum.
 
@@ -444,6 +500,10 @@ def profile(
         path: one scalar param (a leaf of size 1, or an element `"wfe[0]"`).
         grid: 1-D physical values (inside the param's bounds).
         fixed: params held fixed (default: those the result held).
+        inner_steps: the most BFGS iterations of each inner fit.
+        engine: `"host"` (a Python loop over the gradient a fit has compiled already: no new
+            compilation of the model), `"compiled"` (every search in one compiled call, the
+            gradients `vmap`ped: for accelerators and repeated calls) or `"auto"` (host on a CPU).
 
     Returns:
         `(grid, delta_nll, params, ok)`: the grid, the profiled rise of the nll at
@@ -456,6 +516,7 @@ def profile(
     Example:
         >>> x, dnll, _, ok = fk.profile(prob, res, "tau", jnp.linspace(0.5, 3.0, 41))
     """
+    _check_engine(engine, "fk.profile")
     c = _setup(problem, result, fixed, "fk.profile")
     _warn_off_minimum(c, "fk.profile")
     parametrisation, z_hat, free = c.parametrisation, c.z_hat, c.free
@@ -474,8 +535,6 @@ def profile(
     flat[:, i] = grid
     rows = np.tile(np.asarray(z_hat), (grid.size, 1))
     rows[:, i] = np.asarray(map_rows(parametrisation, jnp.asarray(flat, z_hat.dtype), "unconstrain"))[:, i]
-    held = np.zeros(free.size, bool)
-    held[i] = True
     # Out from the optimum on each side, so every inner fit starts next to the previous one. Both
     # sides are padded (repeating their last point) to one power-of-two length: one compilation
     # serves every grid up to that size.
@@ -483,21 +542,19 @@ def profile(
     sides = [np.flatnonzero(distance < 0), np.flatnonzero(distance >= 0)]
     sides = [idx[np.argsort(np.abs(distance[idx]))] for idx in sides]
     length = 1 << max(0, int(math.ceil(math.log2(max(len(idx) for idx in sides)))))
-    walks = np.tile(np.asarray(z_hat), (2, length, 1))
+    # Each side is a walk along the param's own coordinate, through its grid points in order.
+    schedule = np.zeros((2, length))
     for k, idx in enumerate(sides):
         if idx.size:
-            walks[k, : idx.size] = rows[idx]
-            walks[k, idx.size :] = rows[idx[-1]]
-    values, zs, good = profile_points(
-        c.objective,
-        z_hat,
-        c.hessian,
-        jnp.asarray(free),
-        jnp.asarray(held),
-        jnp.asarray(walks, z_hat.dtype),
-        inner_steps=inner_steps,
-        max_edm=c.max_edm,
-    )
+            schedule[k, : idx.size] = rows[idx, i] - float(z_hat[i])
+            schedule[k, idx.size :] = schedule[k, idx.size - 1]
+    held = np.zeros((2, free.size), bool)
+    held[:, i] = True
+    found = _run(
+        c, held, held.astype(float), np.full(2, np.inf), schedule, 0.0,
+        walk=True, engine=engine, outer_steps=length, inner_steps=inner_steps,
+    )  # fmt: skip
+    values, zs, good = found.walk_value, found.walk_z, found.walk_ok
     values, zs, good = np.asarray(values), np.asarray(zs), np.asarray(good)
     rise = np.empty(grid.size)
     z_points = np.empty_like(rows)
@@ -521,6 +578,7 @@ def contour(
     fixed: Any = None,
     outer_steps: int = 30,
     inner_steps: int = 100,
+    engine: str = "auto",
 ):
     """The 2-D profile-likelihood contour of two params: where `min nll` over the rest rises by `chi2.ppf(cl, 2) / 2`.
 
@@ -534,6 +592,7 @@ def contour(
         paths: two scalar params.
         cl: the confidence level of the region (default 0.6827; or `sigma=`, the 1-D equivalent).
         points: how many points on the contour.
+        fixed, outer_steps, inner_steps, engine: as for `fk.intervals`.
 
     Returns:
         `(x, y, ok)`: the contour's physical coordinates (closed: the first point
@@ -551,6 +610,7 @@ def contour(
     delta = threshold(cl, None, dof=2)
     if len(paths) != 2:
         raise ValueError("fk.contour needs two paths, e.g. ('a', 'b')")
+    _check_engine(engine, "fk.contour")
     c = _setup(problem, result, fixed, "fk.contour")
     _warn_off_minimum(c, "fk.contour")
     parametrisation, free = c.parametrisation, c.free
@@ -566,7 +626,7 @@ def contour(
     goal = math.sqrt(2 * delta)
     direction[:, i] = np.cos(angles) * c.sigma[i] * goal
     direction[:, j] = np.sin(angles) * c.sigma[j] * goal
-    found = _search(c, held, direction, delta, outer_steps, inner_steps)
+    found = _search(c, held, direction, delta, outer_steps, inner_steps, engine)
     physical = np.asarray(map_rows(parametrisation, found.z, "constrain"))
     ok = np.asarray(found.converged) & np.asarray(found.inner_ok) & ~np.asarray(found.capped)
     x = np.append(physical[:, i], physical[0, i])

@@ -1,0 +1,196 @@
+"""The two loops that drive the ray machine (`_machine.py`): one compiled call, or Python over a compiled gradient.
+
+- `"compiled"`: a `lax.while_loop` over `advance` and the `vmap`ped gradient
+  of every ray: one compiled call for all the searches. Best where a batch of
+  gradients costs about one (an accelerator) and where the call is repeated.
+- `"host"`: a Python loop that evaluates each ray's trial point with the
+  gradient the verdict of a fit has already compiled (`fitkit._verdict`), and
+  `advance` compiled once per shape. Nothing of the model is compiled again,
+  which on a CPU makes the first call as fast as later ones.
+
+`engine="auto"` takes `"host"` on a CPU and `"compiled"` elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float
+
+from .._reduced import OnFlat
+from .._verdict import _value_and_grad
+from ._machine import Rays, Settings, State, advance, start
+
+__all__ = ["Objective", "Found", "run", "ENGINES"]
+
+ENGINES = ("auto", "compiled", "host")
+
+
+class Objective(eqx.Module):
+    """The nll of a problem as a function of the physical flat values `x` of a parametrisation."""
+
+    problem: Any
+    parametrisation: Any
+    declared: bool = eqx.field(static=True)
+
+    def __call__(self, x: Float[Array, " n"]):
+        return OnFlat(self.problem, self.parametrisation)(x)
+
+    def host_value_and_grad(self, x: Float[Array, " n"]):
+        """The nll and its flat gradient at `x`, through the verdict's compiled function (the same
+        function and argument structure a fit's verdict uses, so a fit has compiled it already)."""
+        if self.declared:
+            return _value_and_grad(OnFlat(self.problem, self.parametrisation), x)
+        return _value_and_grad(self.problem.nll, self.parametrisation.layout.to_params(x))
+
+
+class Found(NamedTuple):
+    """Per ray: where it stopped (its last settled inner fit) and what it found.
+
+    Attributes:
+        r: the distance along the ray (units of its direction).
+        delta: the profiled rise of the nll there.
+        z: the unconstrained vector of the profile point.
+        converged: the rise matches the target to the tolerance.
+        inner_ok: the inner minimisation converged at the last point.
+        capped: the ray reached its end (a bound or far out) below the target: one-sided.
+        below: the profile fell below the optimum somewhere (a lower minimum exists).
+        evaluations: the gradients the ray took.
+        walk_value, walk_z, walk_ok: a profile walk's nll, point and convergence at each of its r.
+    """
+
+    r: Float[Array, " m"]
+    delta: Float[Array, " m"]
+    z: Float[Array, "m n"]
+    converged: Bool[Array, " m"]
+    inner_ok: Bool[Array, " m"]
+    capped: Bool[Array, " m"]
+    below: Bool[Array, " m"]
+    evaluations: Array
+    walk_value: Array
+    walk_z: Array
+    walk_ok: Array
+
+
+def _physical(parametrisation, z):
+    """`x = constrain(z)` and `dx/dz` of each row (the bijection is elementwise)."""
+    one = jnp.ones_like(z[0])
+    return jax.vmap(lambda row: jax.jvp(parametrisation.constrain, (row,), (one,)))(z)
+
+
+@eqx.filter_jit
+def _start_host(parametrisation, settings, ray):
+    state = start(settings, ray)
+    return state, *_physical(parametrisation, state.trial)
+
+
+@eqx.filter_jit
+def _advance_host(
+    parametrisation, settings, ray, state, value, grad, dx_dz, *, walk, inner_steps, outer_steps
+):
+    state = advance(
+        settings, ray, state, value, grad, dx_dz, walk=walk, inner_steps=inner_steps, outer_steps=outer_steps
+    )
+    return state, *_physical(parametrisation, state.trial)
+
+
+@eqx.filter_jit
+def _run_compiled(objective, settings, ray, *, walk, inner_steps, outer_steps, max_steps):
+    value_and_grad = jax.vmap(jax.value_and_grad(objective))
+
+    def cond(carry):
+        i, state = carry
+        return (i < max_steps) & ~jnp.all(state.done)
+
+    def body(carry):
+        i, state = carry
+        x, dx_dz = _physical(objective.parametrisation, state.trial)
+        value, grad = value_and_grad(x)
+        state = advance(
+            settings,
+            ray,
+            state,
+            value,
+            grad,
+            dx_dz,
+            walk=walk,
+            inner_steps=inner_steps,
+            outer_steps=outer_steps,
+        )
+        return i + 1, state
+
+    return jax.lax.while_loop(cond, body, (0, start(settings, ray)))[1]
+
+
+def _run_host(objective, settings, ray, *, walk, inner_steps, outer_steps, max_steps) -> State:
+    options = {"walk": walk, "inner_steps": inner_steps, "outer_steps": outer_steps}
+    parametrisation = objective.parametrisation
+    state, x, dx_dz = _start_host(parametrisation, settings, ray)
+    m, n = ray.held.shape
+    dtype = settings.z_hat.dtype
+    for _ in range(max_steps):
+        done = np.asarray(state.done)
+        if done.all():
+            break
+        rows = np.asarray(x)
+        pending = [(k, objective.host_value_and_grad(jnp.asarray(rows[k]))) for k in np.flatnonzero(~done)]
+        values, grads = np.zeros(m), np.zeros((m, n))
+        for k, (value, grad) in pending:
+            values[k], grads[k] = float(value), np.asarray(grad)
+        state, x, dx_dz = _advance_host(
+            parametrisation,
+            settings,
+            ray,
+            state,
+            jnp.asarray(values, dtype),
+            jnp.asarray(grads, dtype),
+            dx_dz,
+            **options,
+        )
+    return state
+
+
+def run(
+    objective: Objective,
+    settings: Settings,
+    ray: Rays,
+    *,
+    walk: bool,
+    engine: str,
+    inner_steps: int,
+    outer_steps: int,
+) -> Found:
+    """Every ray's search, driven by `engine` (see the module), to its end."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "auto":
+        engine = "host" if jax.default_backend() == "cpu" else "compiled"
+    max_steps = (ray.schedule.shape[1] if walk else outer_steps) * (inner_steps + 1)
+    driver = _run_host if engine == "host" else _run_compiled
+    state = driver(
+        objective,
+        settings,
+        ray,
+        walk=walk,
+        inner_steps=inner_steps,
+        outer_steps=outer_steps,
+        max_steps=max_steps,
+    )
+    capped = (state.last_r >= ray.cap * (1 - 1e-12)) & (state.last_rise < settings.target)
+    return Found(
+        state.last_r,
+        state.last_rise,
+        state.last_z,
+        state.last_hit,
+        state.last_ok,
+        capped,
+        state.below,
+        state.evaluations,
+        state.walk_value,
+        state.walk_z,
+        state.walk_ok,
+    )
