@@ -41,6 +41,7 @@ def corner(
     labels: Sequence[str] | None = None,
     covariance_draws: int = 50_000,
     seed: int = 0,
+    intervals: Any = None,
 ):
     """A chainconsumer corner plot of any mix of posteriors, covariances and fits.
 
@@ -56,6 +57,8 @@ def corner(
             "covariance", "fit" numbered as needed).
         covariance_draws: number of draws that represent a covariance.
         seed: seed of those draws, for reproducible figures.
+        intervals: optional `fk.Intervals` (`fk.intervals`): each profiled param's lower and
+            upper limits drawn as dashed lines on its marginal (the asymmetric error bars).
 
     Returns:
         The matplotlib figure.
@@ -123,10 +126,28 @@ def corner(
     for logger in quiet:
         logger.setLevel(logging.ERROR)
     try:
-        return consumer.plotter.plot(columns=list(columns) if columns is not None else None)
+        fig = consumer.plotter.plot(columns=list(columns) if columns is not None else None)
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
+    if intervals is not None:
+        _mark_intervals(fig, list(columns) if columns is not None else list(names), intervals)
+    return fig
+
+
+def _mark_intervals(fig, shown: list[str], intervals) -> None:
+    """Dashed lines at the profile limits on the diagonal (marginal) panels of a corner plot."""
+    size = len(shown)
+    grid = np.asarray(fig.axes[: size * size], dtype=object).reshape(size, size)
+    label = f"profile likelihood, {100 * intervals.cl:.3g}%"
+    for name, lower, upper in zip(intervals.names, intervals.flat_lower, intervals.flat_upper):
+        if name not in shown:
+            continue
+        ax = grid[shown.index(name), shown.index(name)]
+        for limit in (lower, upper):
+            if np.isfinite(limit):
+                ax.axvline(limit, color="C1", linestyle="--", linewidth=1.2, label=label)
+                label = None
 
 
 def loss(result: FitResult, log: bool = True, ax=None):

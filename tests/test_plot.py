@@ -93,3 +93,21 @@ def test_profile_contour_and_asymmetric_errorbars(gauss):
     iv = fk.intervals(problem, result, ["mean"])
     fig = plot.errorbars(cov, intervals=iv)
     assert any("profile likelihood" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+
+
+def test_corner_marks_the_profile_limits(gauss):
+    problem, _, start = gauss
+    result = fk.solve(problem, start)
+    cov = fk.covariance(problem, result)
+    iv = fk.intervals(problem, result, ["mean"])
+    names = list(fk.tree.names(result.params))
+    fig = plot.corner(cov, intervals=iv, covariance_draws=2000)
+    size = len(names)
+    for k, name in enumerate(iv.names):
+        i = names.index(name)
+        ax = fig.axes[i * size + i]
+        dashed = sorted(line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--")
+        np.testing.assert_allclose(dashed, [iv.flat_lower[k], iv.flat_upper[k]], rtol=1e-12)
+    # a param that was not profiled has no dashed lines
+    other = names.index("std[0]")
+    assert not [line for line in fig.axes[other * size + other].lines if line.get_linestyle() == "--"]

@@ -1,4 +1,4 @@
-"""Profile likelihoods: MINOS intervals, profile curves and 2-D contours, all rays in one compiled call."""
+"""Profile likelihoods: MINOS intervals, profile curves and 2-D contours, every ray searched at once."""
 
 from ._api import Intervals, contour, intervals, profile, threshold
 

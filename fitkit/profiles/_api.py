@@ -309,15 +309,17 @@ def intervals(
     inner_steps: int = 100,
     engine: str = "auto",
 ) -> Intervals:
-    """Profile-likelihood (MINOS) intervals for every free param, both sides at once, in one compiled call.
+    """Profile-likelihood (MINOS) intervals for every free param, both sides, every search at once.
 
     For each param the limits are where the nll, minimised over all the
     other free params, has risen by `Δ = chi2.ppf(cl, 1) / 2` above its
     minimum (`Δ = 0.5` for one sigma). The 2n searches (n params, two
     sides) are rays from the optimum in the problem's unconstrained space,
-    run together under `vmap`: Newton's method on `sqrt(2 Δnll)`, which is
-    linear along a ray for a Gaussian likelihood, with each inner fit
-    warm-started from the previous point of its ray. Bounds, ties and
+    run together, a gradient per ray per step: Newton's method on
+    `sqrt(2 Δnll)`, which is linear along a ray for a Gaussian likelihood,
+    kept inside a bracket of the crossing, with BFGS inner fits started
+    from the optimum's Hessian and each point predicted from the last along
+    the Gaussian profile direction. Bounds, ties and
     fixed params are respected; a side that reaches a bound before the nll
     rises by `Δ` is one-sided: reported at the bound and flagged. A search
     that finds a lower nll than the fit's says so and returns that point
@@ -584,7 +586,7 @@ def contour(
 
     `points` rays from the optimum, evenly spread in angle in the plane of the
     two params (scaled by their standard deviations, in the unconstrained
-    space), are searched together in one compiled call, as in `fk.intervals`.
+    space), are searched together, as in `fk.intervals`.
 
     Args:
         problem: the `fk.Problem`.
