@@ -17,7 +17,7 @@ from ..curvature import hessian as curvature_hessian
 from ..problem import Problem
 from ..results import FitResult, inherited_fixed, start_params
 from ._centre import latent_view, map_rows, polish
-from ._machine import Settings, rays
+from ._machine import Settings
 from ._search import ENGINES, Objective, run
 
 # An unconstrained coordinate this far out is at its bound (exp(-25) of the way).
@@ -197,7 +197,10 @@ def _setup(problem, result, fixed, what: str) -> _Centre:
     nll_start, grad = _value_and_grad(f, point)
     grad = np.asarray(grad, np.float64)
     hessian = np.asarray(curvature_hessian(f, point), np.float64)
-    z_start, first, second = (np.asarray(a, np.float64) for a in latent_view(parametrisation, x))
+    if parametrisation.bounded():
+        z_start, first, second = (np.asarray(a, np.float64) for a in latent_view(parametrisation, x))
+    else:  # z is x: nothing to compile
+        z_start, first, second = np.asarray(x, np.float64), np.ones(x.size), np.zeros(x.size)
     hessian = first[:, None] * hessian * first[None, :] + np.diag(second * grad)
     grad = first * grad
     max_edm = default_max_edm(x.dtype)
@@ -365,7 +368,7 @@ def intervals(
             held[2 * k + s, i] = True
             direction[2 * k + s, i] = side * c.sigma[i] * goal
     found = _search(c, held, direction, delta, outer_steps, inner_steps, engine)
-    physical = np.asarray(map_rows(parametrisation, found.z, "constrain"))
+    physical = _constrain_rows(parametrisation, found.z)
     names = [parametrisation.names[i] for i in chosen]
     value = c.flat_hat[chosen]
     limits = {}
@@ -427,26 +430,22 @@ def intervals(
     )
 
 
-_prepare = eqx.filter_jit(rays)
-
-
 def _settings(c: _Centre, target: float, tol: float = 1e-6) -> Settings:
-    dtype = c.z_hat.dtype
     nll_min = float(c.nll_min)
-    noise = ROUNDING * float(jnp.finfo(dtype).eps) * max(abs(nll_min), 1.0)
+    noise = ROUNDING * float(np.finfo(np.asarray(c.z_hat).dtype).eps) * max(abs(nll_min), 1.0)
     values = (nll_min, target, max(EDM_MARGIN * c.max_edm, noise), c.max_edm, noise, tol)
-    return Settings(c.z_hat, *(jnp.asarray(v, dtype) for v in values))
+    return Settings(np.asarray(c.z_hat), *(np.float64(v) for v in values))
 
 
 def _run(c: _Centre, held, direction, cap, schedule, target, *, walk, engine, outer_steps, inner_steps):
-    dtype = c.z_hat.dtype
-    ray = _prepare(
-        c.hessian,
-        jnp.asarray(c.free),
-        jnp.asarray(held),
-        jnp.asarray(direction, dtype),
-        jnp.asarray(cap, dtype),
-        jnp.asarray(schedule, dtype),
+    dtype = np.asarray(c.z_hat).dtype
+    ray = (
+        np.asarray(c.hessian, dtype),
+        np.asarray(c.free),
+        np.asarray(held),
+        np.asarray(direction, dtype),
+        np.asarray(cap, dtype),
+        np.asarray(schedule, dtype),
     )
     objective = Objective(c.problem, c.parametrisation, c.declared)
     return run(
@@ -468,6 +467,13 @@ def _search(c: _Centre, held, direction, delta, outer_steps, inner_steps, engine
         c, held, direction, cap, schedule, delta,
         walk=False, engine=engine, outer_steps=outer_steps, inner_steps=inner_steps,
     )  # fmt: skip
+
+
+def _constrain_rows(parametrisation, z) -> np.ndarray:
+    """The physical flat values of each row of `z` (compiled only where there are bounds)."""
+    if not parametrisation.bounded():
+        return np.asarray(z)
+    return np.asarray(map_rows(parametrisation, jnp.asarray(z), "constrain"))
 
 
 def _check_engine(engine, what: str) -> None:
@@ -536,7 +542,12 @@ def profile(
     flat = np.tile(flat_hat, (grid.size, 1))
     flat[:, i] = grid
     rows = np.tile(np.asarray(z_hat), (grid.size, 1))
-    rows[:, i] = np.asarray(map_rows(parametrisation, jnp.asarray(flat, z_hat.dtype), "unconstrain"))[:, i]
+    if parametrisation.bounded():
+        rows[:, i] = np.asarray(map_rows(parametrisation, jnp.asarray(flat, z_hat.dtype), "unconstrain"))[
+            :, i
+        ]
+    else:
+        rows[:, i] = flat[:, i]
     # Out from the optimum on each side, so every inner fit starts next to the previous one. Both
     # sides are padded (repeating their last point) to one power-of-two length: one compilation
     # serves every grid up to that size.
@@ -629,7 +640,7 @@ def contour(
     direction[:, i] = np.cos(angles) * c.sigma[i] * goal
     direction[:, j] = np.sin(angles) * c.sigma[j] * goal
     found = _search(c, held, direction, delta, outer_steps, inner_steps, engine)
-    physical = np.asarray(map_rows(parametrisation, found.z, "constrain"))
+    physical = _constrain_rows(parametrisation, found.z)
     ok = np.asarray(found.converged) & np.asarray(found.inner_ok) & ~np.asarray(found.capped)
     x = np.append(physical[:, i], physical[0, i])
     y = np.append(physical[:, j], physical[0, j])

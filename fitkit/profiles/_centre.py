@@ -35,7 +35,7 @@ def polish(
         value, grad = value_and_grad(z)
         hessian = hessian_of(z)
         g = jnp.where(free, grad, 0.0)
-        return value, grad, hessian, 0.5 * g @ positive_inverse(hessian, free) @ g
+        return value, grad, hessian, 0.5 * g @ positive_inverse(jnp, hessian, free) @ g
 
     def cond(state):
         k, _, _, _, _, edm, _ = state
@@ -47,7 +47,8 @@ def polish(
         scale = jnp.where(free, scale, 1.0)
         scaled = jnp.where(both, hessian / scale[:, None] / scale[None, :], 0.0)
         move = (
-            -(positive_inverse(scaled + lam * jnp.eye(z.size, dtype=z.dtype), free) @ (grad / scale)) / scale
+            -(positive_inverse(jnp, scaled + lam * jnp.eye(z.size, dtype=z.dtype), free) @ (grad / scale))
+            / scale
         )
         trial = z + jnp.where(free & jnp.isfinite(move), move, 0.0)
         measured = measure(trial)

@@ -21,14 +21,15 @@ driven either by a `lax.while_loop` over a `vmap`ped gradient (one compiled
 call) or by a Python loop that evaluates an already-compiled gradient
 (`_search.py`). Gradients arrive in physical coordinates `x = constrain(z)`;
 `advance` applies the chain rule with `dx/dz`.
+
+Every function takes the array module `xp` first: `numpy` when a Python loop
+drives the search (nothing to compile), `jax.numpy` inside the compiled loop.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from ._linalg import gaussian_direction, positive_inverse
@@ -88,119 +89,147 @@ class State(NamedTuple):
     walk_ok: Bool[Array, "m k"]
 
 
-def rays(hessian, free, held, direction, cap, schedule) -> Rays:
+def _stack(xp, a, b):
+    """`a @ b` over a leading ray axis (matrix @ matrix or matrix @ vector)."""
+    return xp.einsum("mij,mj...->mi...", a, b)
+
+
+def rays(xp, hessian, free, held, direction, cap, schedule) -> Rays:
     """The per-ray constants: the inner masks, their starting metrics and Gaussian directions."""
     mask = free[None, :] & ~held
-    metric = jax.vmap(positive_inverse, in_axes=(None, 0))(hessian, mask)
-    gaussian = jax.vmap(gaussian_direction, in_axes=(None, 0, 0))(hessian, metric, direction)
+    metric = positive_inverse(xp, hessian[None], mask)
+    gaussian = gaussian_direction(xp, hessian, metric, direction)
     return Rays(held, mask, direction, gaussian, metric, cap, schedule)
 
 
-def start(settings: Settings, ray: Rays) -> State:
+def start(xp, settings: Settings, ray: Rays) -> State:
     """The state of every ray before its first evaluation: the first `r` predicted from the optimum."""
     m, n = ray.held.shape
     k = ray.schedule.shape[1]
     dtype = settings.z_hat.dtype
     r0 = ray.schedule[:, 0]
-    z_hat = jnp.broadcast_to(settings.z_hat, (m, n))
-    trial = jnp.where(ray.held, z_hat + r0[:, None] * ray.direction, z_hat + r0[:, None] * ray.gaussian)
-    zeros, false = jnp.zeros(m, dtype), jnp.zeros(m, bool)
-    inf = jnp.full(m, jnp.inf, dtype)
+    z_hat = xp.broadcast_to(settings.z_hat, (m, n))
+    trial = xp.where(ray.held, z_hat + r0[:, None] * ray.direction, z_hat + r0[:, None] * ray.gaussian)
+    zeros, false = xp.zeros(m, dtype), xp.zeros(m, bool)
+    inf = xp.full(m, xp.inf, dtype)
     return State(
         trial=trial,
-        fresh=jnp.ones(m, bool),
+        fresh=xp.ones(m, bool),
         z=z_hat,
         value=inf,
-        grad=jnp.zeros((m, n), dtype),
+        grad=xp.zeros((m, n), dtype),
         metric=ray.metric,
-        alpha=jnp.ones(m, dtype),
-        inner=jnp.zeros(m, jnp.int32),
-        outer=jnp.zeros(m, jnp.int32),
+        alpha=xp.ones(m, dtype),
+        inner=xp.zeros(m, xp.int32),
+        outer=xp.zeros(m, xp.int32),
         r=r0,
         lo=zeros,
         hi=inf,
         done=false,
         below=false,
-        evaluations=jnp.zeros(m, jnp.int32),
+        evaluations=xp.zeros(m, xp.int32),
         last_r=zeros,
         last_rise=zeros,
         last_z=z_hat,
         last_hit=false,
         last_ok=false,
-        walk_value=jnp.full((m, k), jnp.nan, dtype),
-        walk_z=jnp.broadcast_to(settings.z_hat, (m, k, n)),
-        walk_ok=jnp.zeros((m, k), bool),
+        walk_value=xp.full((m, k), xp.nan, dtype),
+        walk_z=xp.broadcast_to(settings.z_hat, (m, k, n)),
+        walk_ok=xp.zeros((m, k), bool),
     )
 
 
-def _advance_one(
-    settings: Settings, ray: Rays, s: State, value, grad, *, walk: bool, inner_steps, outer_steps
-):
-    """`advance` for one ray (no leading axis)."""
+def advance(
+    xp,
+    settings: Settings,
+    ray: Rays,
+    s: State,
+    value: Float[Array, " m"],
+    grad_x: Float[Array, "m n"],
+    dx_dz: Float[Array, "m n"],
+    *,
+    walk: bool,
+    inner_steps: int,
+    outer_steps: int,
+) -> State:
+    """One step of every ray, given the nll and its physical gradient at each `s.trial` (and
+    `dx/dz` there: the chain rule to the gradient in z). `xp` is `numpy` or `jax.numpy`."""
     mask, d = ray.mask, ray.direction
+    col = lambda v: v[:, None]  # noqa: E731  (a per-ray scalar against per-ray vectors)
+    grad = grad_x * dx_dz
     # 1. The evaluation at the trial point, into the inner fit.
-    finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
+    finite = xp.isfinite(value) & xp.all(xp.isfinite(grad), axis=-1)
     better = finite & (s.fresh | ~(value > s.value))
-    g_old = jnp.where(mask, s.grad, 0.0)
+    g_old = xp.where(mask, s.grad, 0.0)
     step = s.trial - s.z
-    change = jnp.where(mask, grad, 0.0) - g_old
-    sy = step @ change
-    curved = better & ~s.fresh & (sy > 1e-12 * jnp.sqrt((step @ step) * (change @ change)))
-    rho = 1.0 / jnp.where(curved, sy, 1.0)
-    left = jnp.eye(step.size, dtype=step.dtype) - rho * jnp.outer(step, change)
-    metric = jnp.where(curved, left @ s.metric @ left.T + rho * jnp.outer(step, step), s.metric)
+    change = xp.where(mask, grad, 0.0) - g_old
+    sy = xp.sum(step * change, axis=-1)
+    size = xp.sqrt(xp.sum(step * step, axis=-1) * xp.sum(change * change, axis=-1))
+    curved = better & ~s.fresh & (sy > 1e-12 * size)
+    rho = 1.0 / xp.where(curved, sy, 1.0)
+    left = xp.eye(step.shape[-1], dtype=step.dtype)[None] - rho[:, None, None] * (
+        step[:, :, None] * change[:, None, :]
+    )
+    updated = _stack(xp, _stack(xp, left, s.metric), xp.swapaxes(left, -1, -2))
+    updated = updated + rho[:, None, None] * (step[:, :, None] * step[:, None, :])
+    metric = xp.where(curved[:, None, None], updated, s.metric)
     # A new r whose nll is not finite counts as above the target (the bracket then closes on it).
-    z = jnp.where(better | s.fresh, s.trial, s.z)
-    value_now = jnp.where(better, value, jnp.where(s.fresh, jnp.inf, s.value))
-    grad_now = jnp.where(better, grad, jnp.where(s.fresh, 0.0, s.grad))
-    alpha = jnp.where(better, 1.0, 0.2 * s.alpha)
-    g_inner = jnp.where(mask, grad_now, 0.0)
-    edm = 0.5 * g_inner @ metric @ g_inner
+    z = xp.where(col(better | s.fresh), s.trial, s.z)
+    value_now = xp.where(better, value, xp.where(s.fresh, xp.inf, s.value))
+    grad_now = xp.where(col(better), grad, xp.where(col(s.fresh), 0.0, s.grad))
+    alpha = xp.where(better, 1.0, 0.2 * s.alpha)
+    g_inner = xp.where(mask, grad_now, 0.0)
+    edm = 0.5 * xp.sum(g_inner * _stack(xp, metric, g_inner), axis=-1)
     inner = s.inner + 1
-    settled = (edm <= settings.stop_edm) | (inner > inner_steps) | ~jnp.isfinite(value_now)
+    settled = (edm <= settings.stop_edm) | (inner > inner_steps) | ~xp.isfinite(value_now)
 
     # 2. Where the inner fit has settled: the next r.
     rise = value_now - settings.nll_min
-    ok = jnp.isfinite(value_now) & (edm <= settings.max_edm)
-    below = s.below | (rise < -settings.tol * jnp.maximum(settings.target, 1.0))
+    ok = xp.isfinite(value_now) & (edm <= settings.max_edm)
+    below = s.below | (rise < -settings.tol * xp.maximum(settings.target, 1.0))
     outer = s.outer + 1
     if walk:
-        index = jnp.minimum(s.outer, ray.schedule.shape[0] - 1)
-        walk_value = s.walk_value.at[index].set(jnp.where(settled, value_now, s.walk_value[index]))
-        walk_z = s.walk_z.at[index].set(jnp.where(settled, z, s.walk_z[index]))
-        walk_ok = s.walk_ok.at[index].set(jnp.where(settled, ok, s.walk_ok[index]))
-        r_next = ray.schedule[jnp.minimum(outer, ray.schedule.shape[0] - 1)]
+        length = ray.schedule.shape[1]
+        here = (xp.arange(length)[None, :] == col(s.outer)) & col(settled)
+        walk_value = xp.where(here, col(value_now), s.walk_value)
+        walk_z = xp.where(here[:, :, None], z[:, None, :], s.walk_z)
+        walk_ok = xp.where(here, col(ok), s.walk_ok)
+        after = xp.arange(length)[None, :] == col(xp.minimum(outer, length - 1))
+        r_next = xp.sum(xp.where(after, ray.schedule, 0.0), axis=-1)
         lo, hi = s.lo, s.hi
-        finished = outer >= ray.schedule.shape[0]
+        finished = outer >= length
         last = (s.last_r, s.last_rise, s.last_z, s.last_hit, s.last_ok)
     else:
-        goal = jnp.sqrt(2.0 * settings.target)
-        slope = grad_now @ d  # dp/dr, by the envelope theorem
-        g = jnp.sqrt(2.0 * jnp.maximum(rise, 0.0))
-        miss = jnp.abs(g - goal)
-        hit = miss < settings.tol * jnp.maximum(goal, 1.0)
-        lo = jnp.where(g < goal, s.r, s.lo)
-        hi = jnp.where(g < goal, s.hi, s.r)
-        newton = s.r + (goal - g) / (slope / jnp.maximum(g, 1e-300))
-        inside = jnp.isfinite(newton) & (newton > lo) & (newton < hi)
+        goal = xp.sqrt(2.0 * settings.target)
+        slope = xp.sum(grad_now * d, axis=-1)  # dp/dr, by the envelope theorem
+        g = xp.sqrt(2.0 * xp.maximum(rise, 0.0))
+        miss = xp.abs(g - goal)
+        hit = miss < settings.tol * xp.maximum(goal, 1.0)
+        lo = xp.where(g < goal, s.r, s.lo)
+        hi = xp.where(g < goal, s.hi, s.r)
+        newton = s.r + (goal - g) / (slope / xp.maximum(g, 1e-300))
+        inside = xp.isfinite(newton) & (newton > lo) & (newton < hi)
         # Outward until the crossing is bracketed, then Newton inside the bracket, else bisection.
-        fallback = jnp.where(jnp.isfinite(hi), 0.5 * (lo + hi), 2.0 * s.r)
-        r_next = jnp.clip(jnp.where(inside, newton, fallback), 0.0, ray.cap)
+        fallback = xp.where(xp.isfinite(hi), 0.5 * (lo + hi), 2.0 * s.r)
+        r_next = xp.clip(xp.where(inside, newton, fallback), 0.0, ray.cap)
         # Newton goes on past `tol` while it still moves (a Gaussian-like profile needs one more
         # gradient), so the point reported is far inside the tolerance; it stops at the rounding
         # of the rise, at a bound below the target, or where the bracket has closed.
-        exact = jnp.abs(rise - settings.target) <= jnp.maximum(1e-12 * settings.target, 4.0 * settings.noise)
+        exact = xp.abs(rise - settings.target) <= xp.maximum(1e-12 * settings.target, 4.0 * settings.noise)
         at_cap = (s.r >= ray.cap * (1 - 1e-12)) & (g < goal)
-        still = hit & (jnp.abs(r_next - s.r) <= 1e-9 * s.r)
+        still = hit & (xp.abs(r_next - s.r) <= 1e-9 * s.r)
         finished = exact | at_cap | (hi - lo <= 1e-15 * s.r) | still | (outer >= outer_steps)
         last = (s.r, rise, z, hit, ok)
         walk_value, walk_z, walk_ok = s.walk_value, s.walk_z, s.walk_ok
 
     # 3. The next trial: another BFGS step, or the start of the inner fit at the next r.
-    inner_trial = z + jnp.where(mask, -alpha * (metric @ g_inner), 0.0)
-    moved = z + (r_next - s.r) * ray.gaussian
-    outer_trial = jnp.where(ray.held, settings.z_hat + r_next * d, moved)
-    pick = lambda a, b: jnp.where(settled, a, b)  # noqa: E731
+    inner_trial = z + xp.where(mask, -col(alpha) * _stack(xp, metric, g_inner), 0.0)
+    moved = z + col(r_next - s.r) * ray.gaussian
+    outer_trial = xp.where(ray.held, settings.z_hat + col(r_next) * d, moved)
+
+    def pick(a, b):
+        return xp.where(settled.reshape(settled.shape + (1,) * (xp.ndim(a) - 1)), a, b)
+
     new = State(
         trial=pick(outer_trial, inner_trial),
         fresh=settled,
@@ -208,8 +237,8 @@ def _advance_one(
         value=value_now,
         grad=grad_now,
         metric=metric,
-        alpha=pick(jnp.ones_like(alpha), alpha),
-        inner=pick(0, inner),
+        alpha=pick(xp.ones_like(alpha), alpha),
+        inner=pick(xp.zeros_like(inner), inner),
         outer=pick(outer, s.outer),
         r=pick(r_next, s.r),
         lo=pick(lo, s.lo),
@@ -227,25 +256,7 @@ def _advance_one(
         walk_ok=walk_ok,
     )
     # A ray that is done stays as it is.
-    return jax.tree.map(lambda old, updated: jnp.where(s.done, old, updated), s, new)
-
-
-def advance(
-    settings: Settings,
-    ray: Rays,
-    state: State,
-    value: Float[Array, " m"],
-    grad_x: Float[Array, "m n"],
-    dx_dz: Float[Array, "m n"],
-    *,
-    walk: bool,
-    inner_steps: int,
-    outer_steps: int,
-) -> State:
-    """One step of every ray, given the nll and its physical gradient at each `state.trial`
-    (and `dx/dz` there: the chain rule to the gradient in z)."""
-    return jax.vmap(
-        lambda r, s, v, g: _advance_one(
-            settings, r, s, v, g, walk=walk, inner_steps=inner_steps, outer_steps=outer_steps
-        )
-    )(ray, state, value, grad_x * dx_dz)
+    return State(*(
+        xp.where(s.done.reshape(s.done.shape + (1,) * (xp.ndim(old) - 1)), old, updated)
+        for old, updated in zip(s, new)
+    ))  # fmt: skip

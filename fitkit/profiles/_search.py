@@ -23,7 +23,7 @@ from jaxtyping import Array, Bool, Float
 
 from .._reduced import OnFlat
 from .._verdict import _value_and_grad
-from ._machine import Rays, Settings, State, advance, start
+from ._machine import Settings, State, advance, rays, start
 
 __all__ = ["Objective", "Found", "run", "ENGINES"]
 
@@ -82,25 +82,15 @@ def _physical(parametrisation, z):
     return jax.vmap(lambda row: jax.jvp(parametrisation.constrain, (row,), (one,)))(z)
 
 
-@eqx.filter_jit
-def _start_host(parametrisation, settings, ray):
-    state = start(settings, ray)
-    return state, *_physical(parametrisation, state.trial)
-
-
-@eqx.filter_jit
-def _advance_host(
-    parametrisation, settings, ray, state, value, grad, dx_dz, *, walk, inner_steps, outer_steps
-):
-    state = advance(
-        settings, ray, state, value, grad, dx_dz, walk=walk, inner_steps=inner_steps, outer_steps=outer_steps
-    )
-    return state, *_physical(parametrisation, state.trial)
+_physical_compiled = eqx.filter_jit(_physical)
 
 
 @eqx.filter_jit
 def _run_compiled(objective, settings, ray, *, walk, inner_steps, outer_steps, max_steps):
     value_and_grad = jax.vmap(jax.value_and_grad(objective))
+    settings = Settings(*(jnp.asarray(v) for v in settings))
+    ray = rays(jnp, *ray)
+    options = {"walk": walk, "inner_steps": inner_steps, "outer_steps": outer_steps}
 
     def cond(carry):
         i, state = carry
@@ -110,77 +100,67 @@ def _run_compiled(objective, settings, ray, *, walk, inner_steps, outer_steps, m
         i, state = carry
         x, dx_dz = _physical(objective.parametrisation, state.trial)
         value, grad = value_and_grad(x)
-        state = advance(
-            settings,
-            ray,
-            state,
-            value,
-            grad,
-            dx_dz,
-            walk=walk,
-            inner_steps=inner_steps,
-            outer_steps=outer_steps,
-        )
-        return i + 1, state
+        return i + 1, advance(jnp, settings, ray, state, value, grad, dx_dz, **options)
 
-    return jax.lax.while_loop(cond, body, (0, start(settings, ray)))[1]
+    return ray, jax.lax.while_loop(cond, body, (0, start(jnp, settings, ray)))[1]
 
 
-def _run_host(objective, settings, ray, *, walk, inner_steps, outer_steps, max_steps) -> State:
+def _run_host(objective, settings, ray, *, walk, inner_steps, outer_steps, max_steps):
+    """The same search in NumPy, each trial point evaluated by the fit's compiled gradient."""
     options = {"walk": walk, "inner_steps": inner_steps, "outer_steps": outer_steps}
     parametrisation = objective.parametrisation
-    state, x, dx_dz = _start_host(parametrisation, settings, ray)
+    bounded = parametrisation.bounded()
+    settings = Settings(*(np.asarray(v, np.float64) for v in settings))
+    ray = rays(np, *(np.asarray(a) for a in ray))
     m, n = ray.held.shape
-    dtype = settings.z_hat.dtype
-    for _ in range(max_steps):
-        done = np.asarray(state.done)
-        if done.all():
-            break
-        rows = np.asarray(x)
-        pending = [(k, objective.host_value_and_grad(jnp.asarray(rows[k]))) for k in np.flatnonzero(~done)]
-        values, grads = np.zeros(m), np.zeros((m, n))
-        for k, (value, grad) in pending:
-            values[k], grads[k] = float(value), np.asarray(grad)
-        state, x, dx_dz = _advance_host(
-            parametrisation,
-            settings,
-            ray,
-            state,
-            jnp.asarray(values, dtype),
-            jnp.asarray(grads, dtype),
-            dx_dz,
-            **options,
-        )
-    return state
+    with np.errstate(all="ignore"):
+        state = start(np, settings, ray)
+        for _ in range(max_steps):
+            if state.done.all():
+                break
+            if bounded:
+                x, dx_dz = (
+                    np.asarray(a, np.float64)
+                    for a in _physical_compiled(parametrisation, jnp.asarray(state.trial))
+                )
+            else:
+                x, dx_dz = state.trial, np.ones((m, n))
+            # Dispatch every gradient first, then read them: JAX runs them while Python goes on.
+            pending = [
+                (k, objective.host_value_and_grad(jnp.asarray(x[k]))) for k in np.flatnonzero(~state.done)
+            ]
+            values, grads = np.zeros(m), np.zeros((m, n))
+            for k, (value, grad) in pending:
+                values[k], grads[k] = float(value), np.asarray(grad)
+            state = advance(np, settings, ray, state, values, grads, dx_dz, **options)
+    return ray, state
 
 
 def run(
     objective: Objective,
     settings: Settings,
-    ray: Rays,
+    ray: tuple,
     *,
     walk: bool,
     engine: str,
     inner_steps: int,
     outer_steps: int,
 ) -> Found:
-    """Every ray's search, driven by `engine` (see the module), to its end."""
+    """Every ray's search, driven by `engine` (see the module), to its end.
+
+    `ray` is `(hessian, free, held, direction, cap, schedule)` as host arrays (see `rays`).
+    """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "auto":
         engine = "host" if jax.default_backend() == "cpu" else "compiled"
-    max_steps = (ray.schedule.shape[1] if walk else outer_steps) * (inner_steps + 1)
+    length = np.shape(ray[-1])[1]
+    max_steps = (length if walk else outer_steps) * (inner_steps + 1)
     driver = _run_host if engine == "host" else _run_compiled
-    state = driver(
-        objective,
-        settings,
-        ray,
-        walk=walk,
-        inner_steps=inner_steps,
-        outer_steps=outer_steps,
-        max_steps=max_steps,
-    )
-    capped = (state.last_r >= ray.cap * (1 - 1e-12)) & (state.last_rise < settings.target)
+    options = {"walk": walk, "inner_steps": inner_steps, "outer_steps": outer_steps, "max_steps": max_steps}
+    ray, state = driver(objective, settings, ray, **options)
+    state = State(*(np.asarray(a) for a in state))
+    capped = (state.last_r >= np.asarray(ray.cap) * (1 - 1e-12)) & (state.last_rise < float(settings.target))
     return Found(
         state.last_r,
         state.last_rise,
