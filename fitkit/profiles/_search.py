@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -45,7 +46,18 @@ class Objective(eqx.Module):
         function and argument structure a fit's verdict uses, so a fit has compiled it already)."""
         if self.declared:
             return _value_and_grad(OnFlat(self.problem, self.parametrisation), x)
-        return _value_and_grad(self.problem.nll, self.parametrisation.layout.to_params(x))
+        return _value_and_grad(self.problem.nll, _host_params(self.parametrisation.layout, x))
+
+
+def _host_params(layout, x: np.ndarray):
+    """`layout.to_params(x)` in NumPy (no device work; the compiled gradient takes NumPy leaves as
+    it takes JAX ones, with the same shapes and dtypes)."""
+    leaves, offset = [], 0
+    for shape, dtype in zip(layout.shapes, layout.dtypes):
+        size = math.prod(shape)
+        leaves.append(np.reshape(x[offset : offset + size], shape).astype(dtype))
+        offset += size
+    return jax.tree.unflatten(layout.treedef, leaves)
 
 
 class Found(NamedTuple):
@@ -110,6 +122,7 @@ def _run_host(objective, settings, ray, *, walk, inner_steps, outer_steps, max_s
     options = {"walk": walk, "inner_steps": inner_steps, "outer_steps": outer_steps}
     parametrisation = objective.parametrisation
     bounded = parametrisation.bounded()
+    dtype = np.asarray(parametrisation.reference).dtype
     settings = Settings(*(np.asarray(v, np.float64) for v in settings))
     ray = rays(np, *(np.asarray(a) for a in ray))
     m, n = ray.held.shape
@@ -126,9 +139,8 @@ def _run_host(objective, settings, ray, *, walk, inner_steps, outer_steps, max_s
             else:
                 x, dx_dz = state.trial, np.ones((m, n))
             # Dispatch every gradient first, then read them: JAX runs them while Python goes on.
-            pending = [
-                (k, objective.host_value_and_grad(jnp.asarray(x[k]))) for k in np.flatnonzero(~state.done)
-            ]
+            rows = np.asarray(x, dtype)
+            pending = [(k, objective.host_value_and_grad(rows[k])) for k in np.flatnonzero(~state.done)]
             values, grads = np.zeros(m), np.zeros((m, n))
             for k, (value, grad) in pending:
                 values[k], grads[k] = float(value), np.asarray(grad)
