@@ -307,6 +307,57 @@ def test_the_two_engines_agree():
         fk.intervals(prob, res, engine="gpu")
 
 
+SHARDED_SCRIPT = """
+import json, jax, jax.numpy as jnp, numpy as np, warnings
+jax.config.update("jax_enable_x64", True)
+import fitkit as fk
+import fitkit.profiles._api as api
+from fitkit.examples import gaussians
+assert jax.device_count() == 4, jax.devices()
+problem, _, start = gaussians.make_problem()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    res = fk.solve(problem, start)
+spread = []
+original = api.run
+def recording(*a, **k):
+    out = original(*a, **k); spread.append(out.devices); return out
+api.run = recording
+host = fk.intervals(problem, res, engine="host")
+sharded = fk.intervals(problem, res, engine="compiled")  # 12 rays over 4 devices
+three = fk.intervals(problem, res, ["mean[0]", "std[1]", "power[0]"], engine="compiled")  # 6 rays: padded to 8
+out = {
+    "devices": spread,
+    "lower": float(np.max(np.abs(sharded.flat_lower - host.flat_lower))),
+    "upper": float(np.max(np.abs(sharded.flat_upper - host.flat_upper))),
+    "subset": float(np.max(np.abs(three.flat_upper - host.flat_upper[[0, 5, 2]]))),
+    "valid": [host.valid, sharded.valid, three.valid],
+}
+print(json.dumps(out))
+"""
+
+
+def test_compiled_engine_shards_the_rays_over_four_devices():
+    """With 4 (fake CPU) devices the compiled engine spreads the rays over a 1-D mesh, padding 6 rays
+    to 8; the limits equal the host engine's to rounding."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    root = pathlib.Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", SHARDED_SCRIPT], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["devices"] == [1, 4, 4]
+    assert out["valid"] == [True, True, True]
+    assert max(out["lower"], out["upper"], out["subset"]) < 1e-12
+
+
 # ----------------------------------------------------------------------------------------------
 # 2. A banana-shaped likelihood: contour against a grid, profile against scipy
 # ----------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """The two loops that drive the ray machine (`_machine.py`): one compiled call, or Python over a compiled gradient.
 
 - `"compiled"`: a `lax.while_loop` over `advance` and the `vmap`ped gradient
-  of every ray: one compiled call for all the searches. Best where a batch of
-  gradients costs about one (an accelerator) and where the call is repeated.
+  of every ray: one compiled call for all the searches, the rays sharded over
+  the local devices when there are several. Best where a batch of gradients
+  costs about one (an accelerator) and where the call is repeated.
 - `"host"`: a Python loop that evaluates each ray's trial point with the
   gradient the verdict of a fit has already compiled (`fitkit._verdict`), and
-  `advance` compiled once per shape. Nothing of the model is compiled again,
-  which on a CPU makes the first call as fast as later ones.
+  runs `advance` in NumPy. Nothing is compiled, which on a CPU makes the first
+  call as fast as later ones.
 
 `engine="auto"` takes `"host"` on a CPU and `"compiled"` elsewhere.
 """
@@ -20,6 +21,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float
 
 from .._reduced import OnFlat
@@ -73,6 +76,7 @@ class Found(NamedTuple):
         below: the profile fell below the optimum somewhere (a lower minimum exists).
         evaluations: the gradients the ray took.
         walk_value, walk_z, walk_ok: a profile walk's nll, point and convergence at each of its r.
+        devices: how many devices the rays were spread over.
     """
 
     r: Float[Array, " m"]
@@ -86,6 +90,7 @@ class Found(NamedTuple):
     walk_value: Array
     walk_z: Array
     walk_ok: Array
+    devices: int = 1
 
 
 def _physical(parametrisation, z):
@@ -168,9 +173,17 @@ def run(
         engine = "host" if jax.default_backend() == "cpu" else "compiled"
     length = np.shape(ray[-1])[1]
     max_steps = (length if walk else outer_steps) * (inner_steps + 1)
-    driver = _run_host if engine == "host" else _run_compiled
     options = {"walk": walk, "inner_steps": inner_steps, "outer_steps": outer_steps, "max_steps": max_steps}
-    ray, state = driver(objective, settings, ray, **options)
+    m = np.shape(ray[2])[0]
+    devices = 1
+    if engine == "host":
+        ray, state = _run_host(objective, settings, ray, **options)
+    else:
+        placed, devices = _spread(ray)
+        ray, state = _run_compiled(objective, settings, placed, **options)
+        # Cut the padding rays off again.
+        ray = type(ray)(*(np.asarray(a)[:m] for a in ray))
+        state = State(*(np.asarray(a)[:m] for a in state))
     state = State(*(np.asarray(a) for a in state))
     capped = (state.last_r >= np.asarray(ray.cap) * (1 - 1e-12)) & (state.last_rise < float(settings.target))
     return Found(
@@ -185,4 +198,23 @@ def run(
         state.walk_value,
         state.walk_z,
         state.walk_ok,
+        devices,
+    )
+
+
+def _spread(ray: tuple) -> tuple[tuple, int]:
+    """The rays sharded over the local devices (a 1-D mesh over the ray axis, padded with copies
+    of the last ray to a multiple of their number); unchanged on one device."""
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return ray, 1
+    hessian, free, held, direction, cap, schedule = ray
+    m = held.shape[0]
+    padded = -(-m // len(devices)) * len(devices)
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - m, axis=0)])  # noqa: E731
+    mesh = Mesh(np.asarray(devices), ("rays",))
+    per_ray = lambda a: jax.device_put(pad(a), NamedSharding(mesh, P("rays", *([None] * (a.ndim - 1)))))  # noqa: E731
+    shared = lambda a: jax.device_put(a, NamedSharding(mesh, P()))  # noqa: E731
+    return (shared(hessian), shared(free), *(per_ray(a) for a in (held, direction, cap, schedule))), len(
+        devices
     )
