@@ -1,10 +1,5 @@
 """fk.jacobian, fk.hessian and fk.fisher against dense JAX references."""
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import equinox as eqx
@@ -249,14 +244,8 @@ SHARDED_SCRIPT = textwrap.dedent(
 )
 
 
-def test_sharded_blocks_over_four_devices_match_one_device(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    root = pathlib.Path(__file__).resolve().parents[1]
-    run = subprocess.run(
-        [sys.executable, "-c", SHARDED_SCRIPT], cwd=root, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+def test_sharded_blocks_over_four_devices_match_one_device(on_devices):
+    out = on_devices(SHARDED_SCRIPT, 4, timeout=300)
     assert out.pop("partitions") is True
     for name, (vs_single, vs_dense) in out.items():
         assert vs_single <= 1e-12, name

@@ -337,22 +337,10 @@ print(json.dumps(out))
 """
 
 
-def test_compiled_engine_shards_the_rays_over_four_devices():
+def test_compiled_engine_shards_the_rays_over_four_devices(on_devices):
     """With 4 (fake CPU) devices the compiled engine spreads the rays over a 1-D mesh, padding 6 rays
     to 8; the limits equal the host engine's to rounding."""
-    import json
-    import os
-    import pathlib
-    import subprocess
-    import sys
-
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    root = pathlib.Path(__file__).resolve().parents[1]
-    run = subprocess.run(
-        [sys.executable, "-c", SHARDED_SCRIPT], cwd=root, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = on_devices(SHARDED_SCRIPT, 4)
     assert out["devices"] == [1, 4, 4]
     assert out["valid"] == [True, True, True]
     assert max(out["lower"], out["upper"], out["subset"]) < 1e-12
