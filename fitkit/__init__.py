@@ -61,6 +61,11 @@ _LAZY = {
     "ConvergenceError": "fitkit.solving",
     "ConvergenceWarning": "fitkit.solving",
     "solve": "fitkit.solving",
+    "batching": "fitkit.batching",
+    "Batch": "fitkit.batching",
+    "BatchError": "fitkit.batching",
+    "BatchResult": "fitkit.batching",
+    "batch": "fitkit.batching",
     "profiles": "fitkit.profiles",
     "Intervals": "fitkit.profiles",
     "intervals": "fitkit.profiles",
@@ -71,6 +76,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from . import examples, plot
     from .analysis import Analysis, analyse
+    from .batching import Batch, BatchError, BatchResult, batch
     from .curvature import (
         Covariance,
         CurvatureError,
@@ -154,6 +160,10 @@ __all__ = [
     "analyse",
     "Analysis",
     "solve",
+    "batch",
+    "Batch",
+    "BatchError",
+    "BatchResult",
     "intervals",
     "Intervals",
     "profile",

@@ -142,7 +142,10 @@ def solve(
     (the z-scores) and so ignore priors.
 
     Args:
-        problem: the `fk.Problem` to fit.
+        problem: the `fk.Problem` to fit, or an `fk.Batch` of many (`fk.batch`): then `params`
+            holds one start per member on a leading axis and the result is an `fk.BatchResult`
+            (every member in one compiled loop, each with its own verdict; see
+            `fitkit.batching.solve_batch`).
         params: the starting params pytree, or a previous `FitResult` to
             continue from (a first-order `fk.fit` followed by a polish).
         method: `"bfgs"`, `"lbfgs"`, `"newton"`, `"nonlinear-cg"`,
@@ -212,8 +215,24 @@ def solve(
         >>> res.converged, res.steps, float(prob.chi2r(res.params))
         (True, 25, 1.0282461...)
     """
+    from ..batching import Batch, solve_batch
+
+    if isinstance(problem, Batch):
+        unsupported = {
+            "verbose": verbose, "progress": progress, "throw": throw, "projection": projection is not None,
+            "fixed": fixed is not None, "best_so_far": not best_so_far, "jacobian": jacobian,
+        }  # fmt: skip
+        asked = [name for name, given in unsupported.items() if given]
+        if asked:
+            raise TypeError(
+                f"fk.solve on a batch does not take {', '.join(asked)} yet; solve members one by one"
+            )
+        return solve_batch(
+            problem, params, method=method, rtol=rtol, atol=atol, max_steps=max_steps, max_edm=max_edm,
+            retries=retries, warn=warn, **solver_options,
+        )  # fmt: skip
     if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be an fk.Problem, got {type(problem).__name__}")
+        raise TypeError(f"problem must be an fk.Problem or an fk.Batch, got {type(problem).__name__}")
     if jacobian is not False:
         raise ValueError(
             "jacobian=True (the mode of the unconstrained density) is not offered: fk.solve gives the "

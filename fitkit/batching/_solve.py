@@ -1,0 +1,222 @@
+"""`fk.solve` on a `Batch`: every member in one compiled loop, each stopping on its own test."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import tree
+from .._loop import RUNNING, run
+from .._verdict import loss_at
+from ..solving._engine import NEWTON_LIMIT, STALL, _positive
+from ..solving._messages import ConvergenceWarning
+from ..solving._methods import resolve
+from ..solving._stepper import CONVERGED_CODE, FAILED_CODE, STALLED_CODE, OptimistixStepper
+from ._result import BatchResult
+from ._stack import Batch, BatchError, batch_size_of
+from ._stepper import BatchStepper
+from ._verdict import assess_batch
+
+__all__ = ["solve_batch"]
+
+
+def _member(tree_, index):
+    return jax.tree.map(lambda x: x[index], tree_)
+
+
+@eqx.filter_jit
+def _to_latent(latent, starts):
+    return jax.vmap(latent.to_latent)(starts)
+
+
+@eqx.filter_jit
+def _to_params(latent, ys):
+    return jax.vmap(latent.to_params)(ys)
+
+
+@eqx.filter_jit
+def _losses(problem, params):
+    return eqx.filter_vmap(lambda p, x: loss_at(p, x))(problem, params)
+
+
+def _take(batch_tree, rows: np.ndarray):
+    """The members `rows` of a batched pytree (array leaves only)."""
+    return jax.tree.map(lambda x: x[rows] if eqx.is_array(x) else x, batch_tree)
+
+
+def _padded(rows: np.ndarray) -> np.ndarray:
+    """`rows` padded (repeating the last) to a power of two: a few compiled sizes serve every retry."""
+    size = 1 << max(0, math.ceil(math.log2(rows.size)))
+    return np.concatenate([rows, np.repeat(rows[-1:], size - rows.size)])
+
+
+def _run_members(problem, starts, rows, solver, objective, latent, max_steps):
+    """One batched solve of the members `rows`; per-member params, steps and engine flags."""
+    padded = _padded(rows)
+    stepper = BatchStepper(OptimistixStepper(solver, latent, objective, STALL))
+    y0 = _to_latent(latent, _take(starts, padded))
+    out = run(stepper, y0, _take(problem, padded), max_steps=max_steps)
+    state = out.carry.state
+    code = np.asarray(state["code"])[: rows.size]
+    best_loss = np.asarray(state["best_loss"])[: rows.size]
+    best, last = np.asarray(state["best"])[: rows.size], np.asarray(out.carry.y)[: rows.size]
+    chosen = np.where(np.isfinite(best_loss)[:, None], best, last)
+    return {
+        "y": chosen,
+        "steps": np.asarray(state["steps"])[: rows.size],
+        "converged": np.isin(code, (CONVERGED_CODE, STALLED_CODE)),
+        "call_limit": code == RUNNING,
+        "solver_failed": code == FAILED_CODE,
+        "wall_time": out.wall_time,
+        "compile_time": out.compile_time,
+    }
+
+
+def solve_batch(
+    batch: Batch,
+    starts: Any,
+    *,
+    method: str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 1000,
+    max_edm: float | None = None,
+    retries: int = 2,
+    warn: bool = True,
+    **solver_options: Any,
+) -> BatchResult:
+    """Fit every member of `batch` from its start, as `fk.solve` fits one (see `fk.solve`).
+
+    The members run together in the one loop, `vmap`ped: each stops on its own
+    convergence test and then stays where it is. Every member gets the verdict
+    of a single fit. With `method="auto"` the members that are not valid are
+    retried with `"newton"`, as `fk.solve` retries one, in a smaller batch.
+
+    Args:
+        batch: an `fk.Batch` (`fk.batch([...])`).
+        starts: the start params with a leading axis of `len(batch)` on every leaf.
+        method, rtol, atol, max_steps, max_edm, retries, solver_options: as for `fk.solve`.
+        warn: warn with `ConvergenceWarning` when some members are not valid.
+
+    Returns:
+        A `BatchResult`.
+
+    Raises:
+        BatchError: starts of the wrong length or structure.
+        ValueError: a batch whose problem fixes or ties params (not batched yet), starts
+            outside the bounds; as `fk.solve` for the rest.
+    """
+    size = batch_size_of(starts)
+    if size != batch.size:
+        raise BatchError(f"the starts hold {size} members, the batch {batch.size}: give one start per member")
+    problem0 = batch.member(0)
+    start0 = _member(starts, 0)
+    problem0.check(start0)
+    finite = np.all(
+        np.stack(
+            [np.all(np.isfinite(np.asarray(x)).reshape(size, -1), axis=1) for x in jax.tree.leaves(starts)]
+        ),
+        axis=0,
+    )
+    if not finite.all():
+        raise ValueError(f"the starts of members {np.flatnonzero(~finite)[:10].tolist()} are not finite")
+    if problem0.ties:
+        raise ValueError("fk.solve on a batch does not yet handle ties; solve the members one by one")
+    parametrisation = problem0.parametrisation(start0) if problem0.declares() else None
+    if parametrisation is not None:
+        flat = np.concatenate([np.asarray(x).reshape(size, -1) for x in jax.tree.leaves(starts)], axis=1)
+        lower, upper = np.asarray(parametrisation.lower), np.asarray(parametrisation.upper)
+        outside = np.any((flat <= lower) | (flat >= upper), axis=1)
+        if outside.any():
+            raise ValueError(
+                f"the starts of members {np.flatnonzero(outside)[:10].tolist()} are on or outside the bounds; "
+                "start every member strictly inside them"
+            )
+    auto = isinstance(method, str) and method.strip().lower() == "auto"
+    rtol = _positive((1e-10 if auto else 1e-8) if rtol is None else rtol, "rtol")
+    atol = _positive((1e-14 if auto else 1e-8) if atol is None else atol, "atol")
+    has_prior = bool(problem0.priors or problem0.log_prior_fn)
+    curvature = "newton" if tree.size(start0) <= NEWTON_LIMIT else "lbfgs"
+    if auto:
+        method = "levenberg-marquardt" if problem0.has_residuals and not has_prior else curvature
+    latent = parametrisation if parametrisation is not None else tree.Layout.of(start0)
+    problem = batch.problem
+
+    y = np.array(_to_latent(latent, starts))
+    steps = np.zeros(size, int)
+    converged = np.zeros(size, bool)
+    engine = {"call_limit": np.zeros(size, bool), "solver_failed": np.zeros(size, bool)}
+    tried = np.zeros(size, int)
+    names, wall, compile_time = [], 0.0, 0.0
+    rows = np.arange(size)
+    from_start = np.zeros(size, bool)
+    valid = edm = flags = None
+    t0 = time.perf_counter()
+    for attempt in range(1 + (retries if auto else 0)):
+        solver, name, least_squares = resolve(method, rtol, atol, solver_options if not auto else {})
+        if least_squares and has_prior:
+            raise ValueError(
+                f"{name} solves problem.residuals, which cannot hold the priors; use method='auto'"
+            )
+        objective = "residuals" if least_squares else ("nll" if has_prior else "loss")
+        names.append(name)
+        begin = jnp.asarray(y[rows]) if attempt else None
+        starts_now = starts if attempt == 0 else _to_params(latent, begin)
+        if attempt:
+            # From a saddle, a flat region or a failure a member starts again from its own start.
+            original = _take(starts, rows)
+            again = from_start[rows]
+            starts_now = jax.tree.map(
+                lambda a, b, again=again: jnp.where(again.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
+                original,
+                starts_now,
+            )
+            part = _run_members(
+                _take(problem, rows), starts_now, np.arange(rows.size), solver, objective, latent, max_steps
+            )
+        else:
+            part = _run_members(problem, starts, rows, solver, objective, latent, max_steps)
+        y[rows] = part["y"]
+        steps[rows], converged[rows] = part["steps"], part["converged"]
+        engine["call_limit"][rows], engine["solver_failed"][rows] = part["call_limit"], part["solver_failed"]
+        tried[rows] += 1
+        wall, compile_time = wall + part["wall_time"], compile_time + part["compile_time"]
+        params = _to_params(latent, jnp.asarray(y))
+        valid, edm, flags = assess_batch(
+            problem, params, engine, max_edm=max_edm, parametrisation=parametrisation
+        )
+        # Who goes on (as fk.solve): not valid, not non-finite; onward from where it stopped when it
+        # was heading for a minimum, else from its start, and only once from the start.
+        onward = ~(flags["curvature_not_positive_definite"] | flags["solver_failed"])
+        retry = ~valid & ~flags["non_finite"]
+        if attempt > 0:
+            retry &= ~(from_start & (tried > 1))
+        from_start = retry & ~onward
+        rows = np.flatnonzero(retry)
+        if rows.size == 0:
+            break
+        method = curvature
+    params = _to_params(latent, jnp.asarray(y))
+    result = BatchResult(
+        params=params,
+        loss=np.asarray(_losses(problem, params)),
+        steps=steps,
+        converged=converged,
+        valid=valid,
+        edm=edm,
+        flags=flags,
+        method="solve:" + "->".join(dict.fromkeys(names)),
+        tried=tried,
+        wall_time=time.perf_counter() - t0 - compile_time,
+        compile_time=compile_time,
+    )
+    if warn and not valid.all():
+        warnings.warn(result.summary(), ConvergenceWarning, stacklevel=3)
+    return result

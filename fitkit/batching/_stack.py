@@ -1,0 +1,153 @@
+"""A batch of problems of one structure: their arrays stacked on a leading axis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..problem import Problem
+
+__all__ = ["Batch", "BatchError", "batch", "stack_params", "batch_size_of"]
+
+
+class BatchError(ValueError):
+    """Problems or params that cannot be stacked into one batch (the message says where they differ)."""
+
+
+class Batch(eqx.Module):
+    """Many problems of one structure as one: every array of the `Problem` has a leading batch axis.
+
+    Engines `vmap` over that axis: `fk.solve(batch, starts)` fits every member in one compiled
+    loop. Build one with `fk.batch([...])`.
+
+    Attributes:
+        problem: the stacked `fk.Problem` (arrays with a leading axis of length `size`).
+        size: the number of members.
+
+    Example:
+        >>> survey = fk.batch([fk.Problem(model, Peak(data=d, error=e, x=x)) for d, e in sets])
+        >>> res = fk.solve(survey, starts)   # starts: params with a leading axis
+        >>> res.valid.mean(), res.params["amp"].shape
+    """
+
+    problem: Problem
+    size: int = eqx.field(static=True)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def member(self, index: int) -> Problem:
+        """Member `index` as an ordinary `fk.Problem`."""
+        if not -self.size <= index < self.size:
+            raise IndexError(f"member {index} of a batch of {self.size}")
+        return jax.tree.map(lambda x: x[index] if eqx.is_array(x) else x, self.problem)
+
+
+def _describe(leaf) -> str:
+    if eqx.is_array(leaf):
+        return f"an array of shape {tuple(np.shape(leaf))} and dtype {jnp.result_type(leaf)}"
+    return f"{type(leaf).__name__} {leaf!r}"[:120]
+
+
+def _difference(first, other, index: int) -> str:
+    """Where `other` differs from `first` in structure, shape, dtype or a static value, in words."""
+    a, tree_a = jax.tree_util.tree_flatten_with_path(first)
+    b, tree_b = jax.tree_util.tree_flatten_with_path(other)
+    for (path_a, leaf_a), (path_b, leaf_b) in zip(a, b):
+        where = jax.tree_util.keystr(path_a)
+        if path_a != path_b:
+            return f"problem {index} has {jax.tree_util.keystr(path_b)} where problem 0 has {where}"
+        arrays = eqx.is_array(leaf_a), eqx.is_array(leaf_b)
+        if arrays != (True, True):
+            same = arrays == (False, False) and bool(eqx.tree_equal(leaf_a, leaf_b))
+            if not same:
+                return (
+                    f"problem {index} has {_describe(leaf_b)} at {where}; problem 0 has {_describe(leaf_a)}"
+                )
+        elif np.shape(leaf_a) != np.shape(leaf_b) or jnp.result_type(leaf_a) != jnp.result_type(leaf_b):
+            return f"problem {index} has {_describe(leaf_b)} at {where}; problem 0 has {_describe(leaf_a)}"
+    if len(a) != len(b) or tree_a != tree_b:
+        return f"problem {index} has another structure than problem 0 (its model, observations or options differ)"
+    return ""
+
+
+def batch(problems: Sequence[Problem]) -> Batch:
+    """Stack problems of one structure into a `Batch` (their arrays on a new leading axis).
+
+    The members may differ in their arrays (data, errors, masks, the model's array fields)
+    but not in structure, shapes or anything static (the model's class, its non-array
+    fields, the likelihood, priors, bounds, ties).
+
+    Args:
+        problems: the `fk.Problem`s, at least one.
+
+    Returns:
+        A `Batch` of `len(problems)` members.
+
+    Raises:
+        TypeError: an item that is not an `fk.Problem`.
+        BatchError: (a `ValueError`) problems that differ in structure: the message names
+            the first member and field that differ.
+
+    Example:
+        >>> survey = fk.batch([make_problem(seed) for seed in range(1000)])
+    """
+    problems = list(problems)
+    if not problems:
+        raise BatchError("fk.batch needs at least one problem")
+    for index, problem in enumerate(problems):
+        if not isinstance(problem, Problem):
+            raise TypeError(f"fk.batch: item {index} is a {type(problem).__name__}, not an fk.Problem")
+    first_arrays, first_static = eqx.partition(problems[0], eqx.is_array)
+    parts = [first_arrays]
+    for index, problem in enumerate(problems[1:], start=1):
+        arrays, static = eqx.partition(problem, eqx.is_array)
+        if jax.tree.structure(arrays) != jax.tree.structure(first_arrays) or not eqx.tree_equal(
+            static, first_static
+        ):
+            raise BatchError("fk.batch: " + (_difference(problems[0], problem, index) or "structures differ"))
+        for leaf, reference in zip(jax.tree.leaves(arrays), jax.tree.leaves(first_arrays)):
+            if np.shape(leaf) != np.shape(reference) or jnp.result_type(leaf) != jnp.result_type(reference):
+                raise BatchError("fk.batch: " + _difference(problems[0], problem, index))
+        parts.append(arrays)
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *parts)
+    return Batch(eqx.combine(stacked, first_static), len(problems))
+
+
+def stack_params(params: Sequence[Any]) -> Any:
+    """Params of one structure stacked on a leading axis (the starts of a batched fit).
+
+    Raises:
+        BatchError: params of different structure or shapes.
+    """
+    params = list(params)
+    if not params:
+        raise BatchError("stack_params needs at least one params pytree")
+    structure = jax.tree.structure(params[0])
+    shapes = [np.shape(x) for x in jax.tree.leaves(params[0])]
+    for index, p in enumerate(params[1:], start=1):
+        if jax.tree.structure(p) != structure or [np.shape(x) for x in jax.tree.leaves(p)] != shapes:
+            raise BatchError(f"params {index} differ in structure or shapes from params 0")
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *params)
+
+
+def batch_size_of(params: Any, what: str = "the starts") -> int:
+    """The common leading length of every leaf of `params`.
+
+    Raises:
+        BatchError: a leaf without a leading axis, or leaves of different lengths.
+    """
+    leaves = jax.tree.leaves(params)
+    if not leaves:
+        raise BatchError(f"{what} hold no arrays")
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+    if None in sizes or len(sizes) != 1:
+        raise BatchError(
+            f"{what} must have one leading batch axis on every leaf, found leading lengths {sorted(map(str, sizes))}"
+        )
+    return sizes.pop()
