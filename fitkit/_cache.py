@@ -206,8 +206,16 @@ def fingerprint(value: Any, depth: int = 0) -> Hashable:
     return value
 
 
+def _spread(x) -> Any:
+    """The sharding of an array spread over several devices (an executable is compiled for it), else None."""
+    sharding = getattr(x, "sharding", None)
+    if sharding is None or len(sharding.device_set) == 1:
+        return None
+    return sharding
+
+
 def _key(treedef, static: tuple, arrays: list, options: dict) -> Hashable | None:
-    shapes = tuple((x.shape, str(x.dtype), bool(getattr(x, "weak_type", False))) for x in arrays)
+    shapes = tuple((x.shape, str(x.dtype), bool(getattr(x, "weak_type", False)), _spread(x)) for x in arrays)
     static = tuple(fingerprint(x) for x in static)
     key = (treedef, static, shapes, tuple(sorted(options.items())))
     try:
@@ -242,6 +250,13 @@ def memo(name: str, key: Hashable | None, compute: Callable[[], Any], size: int 
     return value
 
 
+def _placed(executable, shardings) -> Callable:
+    def call(arrays):
+        return executable(jax.device_put(arrays, shardings))
+
+    return call
+
+
 def compiled(fn: Callable, args: tuple, **options: Any) -> tuple[Callable, list, float]:
     """Compile `fn(*args, **options)` ahead of time, reusing a cached executable when possible.
 
@@ -274,6 +289,10 @@ def compiled(fn: Callable, args: tuple, **options: Any) -> tuple[Callable, list,
     start = time.perf_counter()
     executable = jax.jit(run).lower(arrays).compile()
     seconds = time.perf_counter() - start
+    if any(_spread(x) is not None for x in arrays):
+        # Sharded over several devices, XLA picks the shardings of the outputs; a loop that feeds
+        # them back in (a chunk's carry) must be put back on the shardings compiled for.
+        executable = _placed(executable, executable.input_shardings[0][0])
     if key is not None:
         cache[key] = executable
         while len(cache) > EXECUTABLES:

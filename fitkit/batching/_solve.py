@@ -11,6 +11,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from .. import tree
 from .._loop import RUNNING, run
@@ -52,17 +54,36 @@ def _take(batch_tree, rows: np.ndarray):
 
 
 def _padded(rows: np.ndarray) -> np.ndarray:
-    """`rows` padded (repeating the last) to a power of two: a few compiled sizes serve every retry."""
+    """`rows` padded (repeating the last) to a power of two, and to a multiple of the local devices:
+    a few compiled sizes serve every retry, and the batch divides over the mesh."""
     size = 1 << max(0, math.ceil(math.log2(rows.size)))
+    devices = len(jax.local_devices())
+    size = -(-size // devices) * devices
     return np.concatenate([rows, np.repeat(rows[-1:], size - rows.size)])
+
+
+def _spread(y0, problem):
+    """The iterates and the problem's arrays sharded over the local devices along the batch axis
+    (a 1-D mesh); unchanged on one device. XLA then runs each device's members there."""
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return y0, problem
+    mesh = Mesh(np.asarray(devices), ("batch",))
+
+    def place(x):
+        if not eqx.is_array(x):
+            return x
+        return jax.device_put(x, NamedSharding(mesh, P("batch", *([None] * (x.ndim - 1)))))
+
+    return place(y0), jax.tree.map(place, problem)
 
 
 def _run_members(problem, starts, rows, solver, objective, latent, max_steps):
     """One batched solve of the members `rows`; per-member params, steps and engine flags."""
     padded = _padded(rows)
     stepper = BatchStepper(OptimistixStepper(solver, latent, objective, STALL))
-    y0 = _to_latent(latent, _take(starts, padded))
-    out = run(stepper, y0, _take(problem, padded), max_steps=max_steps)
+    y0, members = _spread(_to_latent(latent, _take(starts, padded)), _take(problem, padded))
+    out = run(stepper, y0, members, max_steps=max_steps)
     state = out.carry.state
     code = np.asarray(state["code"])[: rows.size]
     best_loss = np.asarray(state["best_loss"])[: rows.size]
