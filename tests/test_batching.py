@@ -170,3 +170,19 @@ def test_batch_sharded_over_four_devices_matches_one(on_devices):
     for name in TRUTH:
         gap = np.abs(np.asarray(one["params"][name]) - np.asarray(four["params"][name]))[valid]
         assert gap.max() < 1e-8 and np.median(gap) < 1e-10, name
+
+
+def test_batched_covariance_equals_each_members(survey):
+    problems, _, batched, singles = survey
+    cov = fk.covariance(fk.batch(problems), batched)
+    assert cov.ok.tolist() == batched.valid.tolist()  # the far starts: flat in mu and width
+    for index in (1, 7, 33, 150):
+        one = fk.covariance(problems[index], singles[index])
+        np.testing.assert_allclose(cov.matrix[index], np.asarray(one.matrix), rtol=1e-6)
+        np.testing.assert_allclose(float(cov.std["amp"][index]), float(one.std["amp"]), rtol=1e-6)
+    assert np.isnan(cov.matrix[0]).all()
+    # the pulls of the valid members look like N(0, 1)
+    pulls = (np.asarray(batched.params["mu"]) - TRUTH["mu"])[cov.ok] / np.asarray(cov.std["mu"])[cov.ok]
+    assert abs(pulls.mean()) < 0.25 and 0.8 < pulls.std() < 1.2
+    with pytest.raises(TypeError, match="no options"):
+        fk.covariance(fk.batch(problems), batched, method="fisher")

@@ -1,7 +1,17 @@
 """Batches of problems: many fits of one structure, `vmap`ped over a leading axis in one compiled loop."""
 
+from ._covariance import BatchCovariance, covariance_batch
 from ._result import BatchResult
 from ._solve import solve_batch
 from ._stack import Batch, BatchError, batch, stack_params
 
-__all__ = ["Batch", "BatchError", "BatchResult", "batch", "solve_batch", "stack_params"]
+__all__ = [
+    "Batch",
+    "BatchCovariance",
+    "BatchError",
+    "BatchResult",
+    "covariance_batch",
+    "batch",
+    "solve_batch",
+    "stack_params",
+]

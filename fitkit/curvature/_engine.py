@@ -68,7 +68,9 @@ def covariance(
     verdict on a singular or indefinite matrix does not depend on units.
 
     Args:
-        problem: the `fk.Problem`.
+        problem: the `fk.Problem`; or an `fk.Batch`, with `params` its `fk.BatchResult`: then a
+            `BatchCovariance` of every member (the inverse Hessians, NaN where not positive
+            definite; see `fitkit.batching.covariance_batch`).
         params: the mode: a params pytree or a `FitResult`.
         method: `"hessian"` or `"fisher"`.
         batch_size: columns per block for the Hessian/Jacobian (`None`: planned from `max_memory`).
@@ -117,6 +119,21 @@ def covariance(
         >>> cov = fk.covariance(problem, result, method="fisher")
         >>> cov.std, cov.to_dataframe()
     """
+    from ..batching import Batch, covariance_batch
+
+    if isinstance(problem, Batch):
+        if (method, batch_size, max_memory, regularise, scale, fixed) != (
+            "hessian",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ):
+            raise TypeError(
+                "fk.covariance on a batch takes no options yet (it inverts each member's Hessian)"
+            )
+        return covariance_batch(problem, params)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if not (regularise is None or isinstance(regularise, (bool, int, float))) or (
