@@ -159,7 +159,8 @@ print("dropped:", partial.dropped)
 # the negative log-likelihood, minimised over every other param, has risen
 # by 0.5 (one sigma; `chi2.ppf(cl, 1) / 2` in general). `fk.intervals`
 # finds both ends of every free param's interval at once: all the
-# searches are rays from the optimum, run together in one compiled call.
+# searches are rays from the optimum, run together, a gradient per ray
+# per step, reusing the gradient the fit compiled.
 
 # %%
 events = np.random.default_rng(3).exponential(2.0, 12)
