@@ -233,6 +233,7 @@ def run(
     max_steps: int,
     on_chunk: Callable[[Carry, dict, int], bool] | None = None,
     chunk_steps: int | None = None,
+    resume: Carry | None = None,
 ) -> Outcome:
     """Drive `stepper` from `y0` for at most `max_steps` steps.
 
@@ -245,6 +246,8 @@ def run(
         on_chunk: called after each chunk as `on_chunk(carry, rows, steps_done)`
             with that chunk's rows (numpy); return True to stop there.
         chunk_steps: a fixed number of steps per chunk (default: by time).
+        resume: go on from this carry (of an earlier `run`, possibly cut down to fewer
+            members of a batch) instead of starting at `y0`; its step counter carries on.
 
     Returns:
         An `Outcome`.
@@ -252,8 +255,11 @@ def run(
     y0 = jax.tree.map(jnp.asarray, y0)
     row_size = sum(math.prod(s.shape) for s in jax.tree.leaves(stepper.row_spec(y0, args)))
     capacity = capacity_for(max_steps, row_size)
-    start, start_arrays, t_start = compiled(_start, (stepper, y0, args))
-    probe = start(start_arrays)
+    if resume is None:
+        start, start_arrays, t_start = compiled(_start, (stepper, y0, args))
+        probe = start(start_arrays)
+    else:
+        probe, t_start = resume, 0.0
     chunk, _, t_chunk = compiled(_chunk, (stepper, probe, args, jnp.asarray(0, jnp.int32)), capacity=capacity)
     compile_time = t_start + t_chunk
 
@@ -266,7 +272,7 @@ def run(
     size = chunk_steps or 1  # the first chunk measures the time a step takes
     t0 = time.perf_counter()
     with _Interrupts() as interrupts:
-        done = 0
+        done = int(carry.step)
         while done < max_steps and int(carry.code) == RUNNING:
             began = time.perf_counter()
             target = min(max_steps, done + size)
