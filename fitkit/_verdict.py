@@ -13,7 +13,7 @@ import numpy as np
 from . import tree
 from ._flags import describe_flags, is_valid
 
-__all__ = ["Verdict", "assess", "default_max_edm", "loss_at", "DENSE_LIMIT"]
+__all__ = ["Verdict", "assess", "refine", "default_max_edm", "loss_at", "DENSE_LIMIT"]
 
 # Up to this many params the curvature is a dense Hessian (eigenvalues give an
 # exact positive-definiteness test); above it, Lanczos on Hessian-vector
@@ -35,12 +35,16 @@ class Verdict(NamedTuple):
         edm: `0.5 g^T H^-1 g` of `problem.nll` (NaN when it could not be computed).
         flags: names from `fitkit.FLAGS`.
         text: the verdict in words, for `FitResult.message`.
+        value: `problem.nll` at the point.
+        newton: the Newton step `-H^-1 g` on the flat free values (dense curvature only), or None.
     """
 
     valid: bool
     edm: float
     flags: tuple[str, ...]
     text: str
+    value: float = float("nan")
+    newton: Any = None
 
 
 def default_max_edm(dtype) -> float:
@@ -136,7 +140,7 @@ def _ritz_values(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     return np.linalg.eigvalsh(tridiagonal)
 
 
-def _edm_dense(f, point, grad, keep) -> tuple[float, bool, bool]:
+def _edm_dense(f, point, grad, keep) -> tuple[float, bool, bool, Any]:
     from .curvature import hessian
     from .curvature._diagnose import spectrum_of_matrix
 
@@ -144,7 +148,7 @@ def _edm_dense(f, point, grad, keep) -> tuple[float, bool, bool]:
     if keep is not None:
         matrix, grad = matrix[np.ix_(keep, keep)], np.asarray(grad)[keep]
     if not np.all(np.isfinite(matrix)):
-        return float("nan"), False, True  # non-finite curvature: judged as non-finite by `assess`
+        return float("nan"), False, True, None  # non-finite curvature: judged as non-finite by `assess`
     eps = float(jnp.finfo(matrix.dtype).eps)
     spectrum = spectrum_of_matrix(matrix, eps)
     top = max(float(spectrum.values.max()), 0.0)
@@ -154,10 +158,11 @@ def _edm_dense(f, point, grad, keep) -> tuple[float, bool, bool]:
     scaled = spectrum.vectors.T @ (spectrum.scale * np.asarray(grad, np.float64))
     keep = spectrum.values > spectrum.rtol * top
     edm = 0.5 * float(np.sum(scaled[keep] ** 2 / spectrum.values[keep]))
-    return (edm if positive else float("inf")), positive, True
+    step = -spectrum.scale * (spectrum.vectors[:, keep] @ (scaled[keep] / spectrum.values[keep]))
+    return (edm if positive else float("inf")), positive, True, (step if positive else None)
 
 
-def _edm_iterative(f, point, grad, keep) -> tuple[float, bool, bool]:
+def _edm_iterative(f, point, grad, keep) -> tuple[float, bool, bool, Any]:
     # Lanczos finds the extreme eigenvalues in a few dozen products, so a clear
     # saddle or maximum is caught; CG then gives g^T H^-1 g, whose iterates grow
     # towards the true value, so only a converged CG is an upper-bounded answer.
@@ -171,15 +176,15 @@ def _edm_iterative(f, point, grad, keep) -> tuple[float, bool, bool]:
     top = max(float(ritz.max()), 0.0)
     positive = top > 0 and float(ritz.min()) > -LANCZOS_RTOL * top
     if not positive:
-        return float("inf"), False, True
+        return float("inf"), False, True, None
     direction, curved = (np.asarray(a, np.float64) for a in _newton_direction(f, point, grad, mask))
     grad = np.asarray(grad, np.float64)
     edm = 0.5 * float(np.dot(grad, direction))
     residual = float(np.linalg.norm(curved - grad))
     converged = bool(np.isfinite(edm)) and residual <= CG_CHECK * float(np.linalg.norm(grad))
     if bool(np.isfinite(edm)) and float(np.dot(direction, curved)) <= 0:
-        return float("inf"), False, True
-    return edm, True, converged
+        return float("inf"), False, True, None
+    return edm, True, converged, None
 
 
 def assess(
@@ -221,10 +226,10 @@ def assess(
     value, grad = _value_and_grad(objective, point)
     finite = bool(np.isfinite(float(value))) and bool(np.all(np.isfinite(np.asarray(grad))))
     finite = finite and bool(np.all(np.isfinite(np.asarray(x))))
-    edm = float("nan")
+    edm, step = float("nan"), None
     if finite:
         size = x.size if keep is None else len(keep)
-        edm, positive, converged = (_edm_dense if size <= DENSE_LIMIT else _edm_iterative)(
+        edm, positive, converged, step = (_edm_dense if size <= DENSE_LIMIT else _edm_iterative)(
             objective, point, grad, keep
         )
         if np.isnan(edm):
@@ -248,4 +253,58 @@ def assess(
     if at_limit:
         shown = ", ".join(at_limit[:6]) + (", ..." if len(at_limit) > 6 else "")
         text = f"{text} At a bound (held there; its error is one-sided, not a standard deviation): {shown}."
-    return Verdict(valid, edm, flags, text)
+    return Verdict(valid, edm, flags, text, float(value), step)
+
+
+# Below this EDM a result is at the minimum to the precision of float64 already.
+POLISHED = 1e-24
+# A refined point may have an nll this many ulps above the old one: the decrease a Newton step
+# makes (the EDM, ~1e-15 here) is below the rounding of a sum over the data.
+ROUNDING = 64.0
+
+
+def refine(
+    problem,
+    params: Any,
+    verdict: Verdict,
+    engine_flags: tuple[str, ...] = (),
+    *,
+    max_edm: float | None = None,
+    parametrisation: Any = None,
+    at_limit: tuple[str, ...] = (),
+) -> tuple[Any, Verdict]:
+    """One Newton step from a valid result to the minimum, kept only where it is better.
+
+    A solver stops on its step tolerance, somewhere within it of the minimum; the verdict's
+    own Hessian and gradient give the Newton step `-H^-1 g`, which for a valid result (positive
+    definite curvature, a small EDM) lands at the minimum to the float precision. Results
+    from different routes to the same minimum (one fit, a batch, other devices) then agree to
+    that precision rather than to the solver's tolerance. The step is kept only when the new
+    point is valid, its nll is not higher and its EDM is lower, and it stays inside the bounds.
+
+    Returns:
+        `(params, verdict)`: the refined params and their verdict, or the given ones.
+    """
+    if not verdict.valid or verdict.newton is None or not verdict.edm > POLISHED:
+        return params, verdict
+    if parametrisation is None:
+        x, unravel = tree.ravel(params)
+        x_new = np.asarray(x, np.float64) + verdict.newton
+    else:
+        x = np.asarray(parametrisation.flat(params), np.float64)
+        keep = parametrisation.independent()
+        x_new = x.copy()
+        x_new[keep] += verdict.newton
+        lower, upper = np.asarray(parametrisation.lower), np.asarray(parametrisation.upper)
+        if np.any((x_new[keep] <= lower[keep]) | (x_new[keep] >= upper[keep])):
+            return params, verdict
+    dtype = jnp.result_type(*jax.tree.leaves(params))
+    x_new = jnp.asarray(x_new, dtype)
+    candidate = unravel(x_new) if parametrisation is None else parametrisation.complete(x_new)
+    better = assess(
+        problem, candidate, engine_flags, max_edm=max_edm, parametrisation=parametrisation, at_limit=at_limit
+    )
+    rounding = ROUNDING * float(jnp.finfo(dtype).eps) * max(abs(verdict.value), 1.0)
+    if better.valid and better.edm <= verdict.edm and better.value <= verdict.value + rounding:
+        return candidate, better
+    return params, verdict

@@ -24,7 +24,7 @@ from ..solving._stepper import CONVERGED_CODE, FAILED_CODE, STALLED_CODE, Optimi
 from ._result import BatchResult
 from ._stack import Batch, BatchError, batch_size_of
 from ._stepper import BatchStepper
-from ._verdict import assess_batch
+from ._verdict import assess_batch, refine_batch
 
 __all__ = ["solve_batch"]
 
@@ -222,7 +222,7 @@ def solve_batch(
     names, wall, compile_time = [], 0.0, 0.0
     rows = np.arange(size)
     from_start = np.zeros(size, bool)
-    valid = edm = flags = None
+    valid = edm = flags = verdict = None
     t0 = time.perf_counter()
     for attempt in range(1 + (retries if auto else 0)):
         solver, name, least_squares = resolve(method, rtol, atol, solver_options if not auto else {})
@@ -254,9 +254,8 @@ def solve_batch(
         tried[rows] += 1
         wall, compile_time = wall + part["wall_time"], compile_time + part["compile_time"]
         params = _to_params(latent, jnp.asarray(y))
-        valid, edm, flags = assess_batch(
-            problem, params, engine, max_edm=max_edm, parametrisation=parametrisation
-        )
+        verdict = assess_batch(problem, params, engine, max_edm=max_edm, parametrisation=parametrisation)
+        valid, edm, flags = verdict[:3]
         # Who goes on (as fk.solve): not valid, not non-finite; onward from where it stopped when it
         # was heading for a minimum, else from its start, and only once from the start.
         onward = ~(flags["curvature_not_positive_definite"] | flags["solver_failed"])
@@ -269,6 +268,10 @@ def solve_batch(
             break
         method = curvature
     params = _to_params(latent, jnp.asarray(y))
+    params, verdict = refine_batch(
+        problem, params, verdict, engine, max_edm=max_edm, parametrisation=parametrisation
+    )
+    valid, edm, flags = verdict[:3]
     result = BatchResult(
         params=params,
         loss=np.asarray(_losses(problem, params)),

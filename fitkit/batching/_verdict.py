@@ -13,7 +13,7 @@ from .. import tree
 from .._reduced import OnFlat
 from .._verdict import default_max_edm
 
-__all__ = ["assess_batch"]
+__all__ = ["assess_batch", "refine_batch"]
 
 
 @eqx.filter_jit
@@ -43,7 +43,9 @@ def _scales(diagonals: np.ndarray) -> np.ndarray:
 def assess_batch(
     problem, params: Any, engine_flags: dict[str, np.ndarray], *, max_edm=None, parametrisation=None
 ):
-    """`(valid, edm, flags)` per member; `flags` maps each flag name to a boolean array.
+    """`(valid, edm, flags, value, newton)` per member; `flags` maps each flag name to a boolean
+    array, `value` is the nll and `newton` the Newton step `-H^-1 g` on the flat free values
+    (zero where the curvature is not positive definite).
 
     `engine_flags` are the engine's own per-member flags (`call_limit`, `solver_failed`).
     """
@@ -78,4 +80,60 @@ def assess_batch(
     flags["curvature_not_positive_definite"] = judged & ~positive
     flags["above_max_edm"] = judged & positive & ~(edm <= max_edm)
     valid = ~np.any(np.stack(list(flags.values())), axis=0)
-    return valid, edm, flags
+    inverse = np.where(kept, scaled / np.where(kept, values, 1.0), 0.0)
+    newton = -scale * np.einsum("bij,bj->bi", vectors, inverse)
+    newton = np.where((judged & positive)[:, None], newton, 0.0)
+    return valid, edm, flags, value, newton
+
+
+@eqx.filter_jit
+def _flat(params, parametrisation):
+    if parametrisation is None:
+        return jax.vmap(lambda p: tree.ravel(p)[0])(params)
+    return jax.vmap(parametrisation.flat)(params)
+
+
+@eqx.filter_jit
+def _unflat(x, like, parametrisation):
+    if parametrisation is None:
+        unravel = tree.ravel(jax.tree.map(lambda a: a[0], like))[1]
+        return jax.vmap(unravel)(x)
+    return jax.vmap(parametrisation.complete)(x)
+
+
+def refine_batch(problem, params, verdict, engine_flags, *, max_edm=None, parametrisation=None):
+    """`fitkit._verdict.refine` for every member: one Newton step from each valid result, kept per
+    member where the new point is valid, not higher and has a lower EDM (and stays inside the bounds)."""
+    from .._verdict import POLISHED, ROUNDING
+
+    valid, edm, flags, value, newton = verdict
+    move = valid & (edm > POLISHED)
+    if not move.any():
+        return params, verdict
+    x = np.asarray(_flat(params, parametrisation), np.float64)
+    keep = np.arange(x.shape[1]) if parametrisation is None else parametrisation.independent()
+    x_new = x.copy()
+    x_new[:, keep] += np.where(move[:, None], newton, 0.0)
+    if parametrisation is not None:
+        lower, upper = np.asarray(parametrisation.lower)[keep], np.asarray(parametrisation.upper)[keep]
+        move &= np.all((x_new[:, keep] > lower) & (x_new[:, keep] < upper), axis=1)
+        x_new = np.where(move[:, None], x_new, x)
+    dtype = jnp.result_type(*jax.tree.leaves(params))
+    candidate = _unflat(jnp.asarray(x_new, dtype), params, parametrisation)
+    new = assess_batch(problem, candidate, engine_flags, max_edm=max_edm, parametrisation=parametrisation)
+    rounding = ROUNDING * float(jnp.finfo(dtype).eps) * np.maximum(np.abs(value), 1.0)
+    take = move & new[0] & (new[1] <= edm) & (new[3] <= value + rounding)
+
+    def pick(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        return np.where(take.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
+    refined = jax.tree.map(lambda a, b: jnp.asarray(pick(a, b)), candidate, params)
+    flags_out = {name: pick(new[2][name], mask) for name, mask in flags.items()}
+    return refined, (
+        pick(new[0], valid),
+        pick(new[1], edm),
+        flags_out,
+        pick(new[3], value),
+        pick(new[4], newton),
+    )

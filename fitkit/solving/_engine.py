@@ -14,7 +14,7 @@ from .. import tree
 from .._checks import whole
 from .._limits import find_at_limit
 from .._loop import RUNNING, best_or_last, run
-from .._verdict import assess, comparison_numbers, loss_at
+from .._verdict import assess, comparison_numbers, loss_at, refine
 from ..parametrisation import normalise_fixed
 from ..problem import Problem
 from ..projection import resolve_projection
@@ -443,9 +443,9 @@ def _solve_latent(
         engine_flags = ()
     else:
         engine_flags = ("call_limit",) if kind == MAX_STEPS else ("solver_failed",)
-    verdict = assess(
-        problem, chosen, engine_flags, max_edm=max_edm, parametrisation=parametrisation, at_limit=at_limit
-    )
+    judged = {"max_edm": max_edm, "parametrisation": parametrisation, "at_limit": at_limit}
+    verdict = assess(problem, chosen, engine_flags, **judged)
+    chosen, verdict = refine(problem, chosen, verdict, engine_flags, **judged)
     return FitResult(
         params=chosen,
         loss=float(loss_at(problem, chosen)),
