@@ -185,3 +185,95 @@ def test_batch_sharded_over_four_devices_matches_one(on_devices):
     for name in TRUTH:
         gap = np.abs(np.asarray(one["params"][name]) - np.asarray(four["params"][name]))[valid]
         assert gap.max() < 1e-12, name
+
+
+PROCESS_SCRIPT = """
+import json, sys, warnings
+import jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+port, process = sys.argv[1], int(sys.argv[2])
+jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process)
+sys.path.insert(0, "tests")
+import fitkit as fk
+from fitkit.batching import gather, local_rows, stack_params
+from test_batching import _survey
+
+problems, starts = _survey(40)
+rows = local_rows(40)
+survey = fk.batch([problems[k] for k in rows])
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    res = fk.solve(survey, stack_params([starts[k] for k in rows]))
+everything, cov = gather(res), gather(fk.covariance(survey, res))
+print(json.dumps({
+    "process": jax.process_index(),
+    "rows": rows.tolist(),
+    "local_devices": len(jax.local_devices()),
+    "devices": jax.device_count(),
+    "size": len(everything),
+    "valid": everything.valid.tolist(),
+    "std": np.asarray(cov.std["amp"]).tolist(),
+    "params": {k: np.asarray(v).tolist() for k, v in everything.params.items()},
+}))
+"""
+
+
+def test_batch_over_two_processes_matches_one_device(on_devices, tmp_path):
+    """Two local processes joined by `jax.distributed` (2 CPU devices each): each fits its block of
+    members, `gather` puts the survey together in every process, equal to the one-device run."""
+    import json
+    import os
+    import pathlib
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    logs = [open(tmp_path / f"process{k}.log", "w+") for k in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROCESS_SCRIPT, str(port), str(k)],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        for k, log in enumerate(logs)
+    ]
+    one = on_devices(SHARDED_SCRIPT, 1)
+    for worker in workers:
+        worker.wait(timeout=600)
+    outputs = []
+    for worker, log in zip(workers, logs):
+        log.seek(0)
+        text = log.read()
+        assert worker.returncode == 0, text[-3000:]
+        outputs.append(json.loads(text.strip().splitlines()[-1]))
+    assert [o["rows"] for o in outputs] == [list(range(20)), list(range(20, 40))]
+    assert all(o["local_devices"] == 2 and o["devices"] == 4 and o["size"] == 40 for o in outputs)
+    assert outputs[0]["params"] == outputs[1]["params"]  # every process holds the whole survey
+    valid = np.asarray(one["valid"])
+    assert outputs[0]["valid"] == one["valid"]
+    for name in TRUTH:
+        gap = np.abs(np.asarray(outputs[0]["params"][name]) - np.asarray(one["params"][name]))[valid]
+        assert gap.max() < 1e-12, name
+    std = np.asarray(outputs[0]["std"])
+    assert np.isfinite(std[valid]).all() and np.isnan(std[~valid]).all()
+
+
+def test_gather_with_one_process_is_the_identity():
+    problems, starts = _survey(3)
+    from fitkit.batching import gather, local_rows
+
+    assert local_rows(3).tolist() == [0, 1, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fk.solve(fk.batch(problems), stack_params(starts))
+    assert gather(res) is res
+    with pytest.raises(TypeError, match="BatchResult or a BatchCovariance"):
+        gather({"a": 1})

@@ -1,6 +1,7 @@
 """Batches of problems: many fits of one structure, `vmap`ped over a leading axis in one compiled loop."""
 
 from ._covariance import BatchCovariance, covariance_batch
+from ._distributed import gather, local_rows
 from ._result import BatchResult
 from ._solve import solve_batch
 from ._stack import Batch, BatchError, batch, stack_params
@@ -12,6 +13,8 @@ __all__ = [
     "BatchResult",
     "covariance_batch",
     "batch",
+    "gather",
+    "local_rows",
     "solve_batch",
     "stack_params",
 ]
