@@ -313,6 +313,9 @@ class Problem(eqx.Module):
     _stacked: Observation | None
     _valid: Any
     _valid_index: Array
+    # In a batch whose members use different numbers of points (ragged, or masked differently) every
+    # point stays in the residual vector (the unused ones as zeros) and this holds the member's count.
+    _count: Array | None
     n_data: int = eqx.field(static=True)
     n_fisher: int = eqx.field(static=True)
     has_residuals: bool = eqx.field(static=True)
@@ -389,6 +392,7 @@ class Problem(eqx.Module):
         self._stacked = stacked
         self._valid = valid
         self._valid_index = jnp.asarray(np.flatnonzero(flat_valid))
+        self._count = None
         self.n_data = sum(obs.family.n_points(obs.view()) for obs in observations)
         self.n_fisher = sum(
             obs.family.fisher_channels * int(np.size(obs.data)) for obs in observations if _has_fisher(obs)
@@ -622,9 +626,10 @@ class Problem(eqx.Module):
         outside a prior's support has an infinite loss, so no engine moves there.
         """
         chi2 = self.chi2(params)
+        count = self.n_data if self._count is None else self._count
         if self.priors or self.log_prior_fn is not None:
-            return (chi2 - 2.0 * self.log_prior(params)) / self.n_data
-        return chi2 / self.n_data
+            return (chi2 - 2.0 * self.log_prior(params)) / count
+        return chi2 / count
 
     def log_prior_loss(self, params: Any) -> Float[Array, ""]:
         """`-log_prior(params)`: the priors' part of `nll`."""
@@ -734,6 +739,25 @@ class Problem(eqx.Module):
         return self.chi2(params) / ddof
 
     # -------------------------------------------------------------- selection
+    def with_observations(self, observations: Sequence[Observation]) -> Problem:
+        """The problem with other observations: the same model, likelihood, priors, bounds and ties.
+
+        It is built by `fk.Problem` again, so every check runs and the points are counted anew.
+
+        Example:
+            >>> prob.with_observations([dataclasses.replace(prob.observations[0], data=new)])
+        """
+        return Problem(
+            self.model,
+            observations,
+            self.likelihood,
+            self.priors,
+            vmap=self.vmapped,
+            bounds=self.bounds,
+            ties=self.ties,
+            log_prior=self.log_prior_fn,
+        )
+
     def take(self, indices: Any) -> Problem:
         """The sub-problem made of the observations at `indices`: one mini-batch.
 
@@ -769,17 +793,7 @@ class Problem(eqx.Module):
             if np.any((idx < -n_obs) | (idx >= n_obs)):
                 raise ValueError(f"take: indices {idx.tolist()} are out of range for {n_obs} observations")
             if not _is_tracing(self._valid):
-                chosen = [self.observations[i] for i in idx]
-                return Problem(
-                    self.model,
-                    chosen,
-                    self.likelihood,
-                    self.priors,
-                    vmap=self.vmapped,
-                    bounds=self.bounds,
-                    ties=self.ties,
-                    log_prior=self.log_prior_fn,
-                )
+                return self.with_observations([self.observations[i] for i in idx])
         if not self.vmapped:
             raise ValueError(
                 "take with traced indices needs a vmapped problem (observations of one type and "
@@ -816,6 +830,7 @@ class Problem(eqx.Module):
             "_stacked": eqx.combine(arrays, static),
             "_valid": valid,
             "_valid_index": jnp.nonzero(jnp.ravel(valid), size=n_data)[0],
+            "_count": None,
             "n_data": n_data,
             "n_fisher": self.n_fisher // n_obs * k,
             "has_residuals": self.has_residuals,

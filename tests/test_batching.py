@@ -277,3 +277,116 @@ def test_gather_with_one_process_is_the_identity():
     assert gather(res) is res
     with pytest.raises(TypeError, match="BatchResult or a BatchCovariance"):
         gather({"a": 1})
+
+
+def _ragged(size, seed=3):
+    """Peaks sampled on 40 to 100 points each (light curves of different lengths)."""
+    rng = np.random.default_rng(seed)
+    problems = []
+    for _ in range(size):
+        n = int(rng.integers(40, 101))
+        x = np.linspace(-5.0, 5.0, n)
+        clean = TRUTH["amp"] * np.exp(-0.5 * ((x - TRUTH["mu"]) / TRUTH["width"]) ** 2) + TRUTH["bkg"]
+        data = jnp.asarray(clean + 0.3 * rng.normal(size=n))
+        problems.append(fk.Problem(None, Peak(data=data, error=jnp.full(n, 0.3), x=jnp.asarray(x))))
+    start = {
+        "amp": jnp.asarray(4.0),
+        "mu": jnp.asarray(0.0),
+        "width": jnp.asarray(1.0),
+        "bkg": jnp.asarray(0.8),
+    }
+    return problems, [start] * size
+
+
+def test_ragged_members_are_padded_with_masked_points():
+    problems, starts = _ragged(12)
+    with pytest.raises(BatchError, match=r"pad=True"):
+        fk.batch(problems)
+    survey = fk.batch(problems, pad=True)
+    assert survey.problem.observations[0].data.shape == (12, 95)
+    assert survey.member(1).n_data == problems[1].n_data == 45  # each member counts its own points
+    batched = fk.solve(survey, stack_params(starts))
+    singles = [fk.solve(p, s) for p, s in zip(problems, starts)]
+    assert batched.valid.all() and all(r.valid for r in singles)
+    for name in TRUTH:
+        np.testing.assert_allclose(
+            np.asarray(batched.params[name]), [float(r.params[name]) for r in singles], rtol=0, atol=1e-12
+        )
+    np.testing.assert_allclose(batched.loss, [r.loss for r in singles], rtol=1e-13)
+    cov = fk.covariance(survey, batched)
+    np.testing.assert_allclose(cov.matrix[4], fk.covariance(problems[4], singles[4]).matrix, rtol=1e-9)
+
+
+def test_from_arrays_builds_the_batch_of_the_problems_it_stands_for():
+    problems, starts = _survey(30)
+    data = np.stack([np.asarray(p.observations[0].data) for p in problems])
+    template = problems[0]
+    survey = fk.Batch.from_arrays(template, lambda p: p.observations[0].data, data)
+    assert len(survey) == 30 and survey.problem.observations[0].x.shape == (30, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mine = fk.solve(survey, stack_params(starts))
+        theirs = fk.solve(fk.batch(problems), stack_params(starts))
+    np.testing.assert_array_equal(mine.valid, theirs.valid)
+    for name in TRUTH:
+        np.testing.assert_allclose(
+            np.asarray(mine.params[name])[mine.valid], np.asarray(theirs.params[name])[mine.valid], atol=1e-12
+        )
+    # masks may differ per member, also where the template has none: each member counts its points
+    mask = np.ones(data.shape, bool)
+    mask[:, :30] = False
+    mask[5, 50:] = False
+    masked = fk.Batch.from_arrays(
+        template, lambda p: (p.observations[0].data, p.observations[0].mask), (data, mask)
+    )
+    assert masked.member(5).n_data == 20 and masked.member(6).n_data == 70
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = fk.solve(masked, stack_params(starts))
+    alone = fk.Problem(
+        None, Peak(data=jnp.asarray(data[5]), error=jnp.full(100, 0.3), x=X, mask=jnp.asarray(mask[5]))
+    )
+    single = fk.solve(alone, starts[5])
+    assert fitted.valid[5] and single.valid
+    assert abs(float(fitted.params["mu"][5]) - float(single.params["mu"])) < 1e-12
+    assert fitted.loss[5] == pytest.approx(single.loss, rel=1e-13)
+
+
+def test_from_arrays_refuses_bad_arrays_before_compiling():
+    problems, _ = _survey(2)
+    template = problems[0]
+    data = np.stack([np.asarray(p.observations[0].data) for p in problems])
+    where = lambda p: p.observations[0].data  # noqa: E731
+    with pytest.raises(BatchError, match=r"shape \(2, 99\).*give shape \(members,\) \+ \(100,\)"):
+        fk.Batch.from_arrays(template, where, data[:, :99])
+    with pytest.raises(BatchError, match="give as many values"):
+        fk.Batch.from_arrays(template, lambda p: (p.observations[0].data, p.observations[0].error), (data,))
+    with pytest.raises(BatchError, match=r"hold \[2, 3\] members"):
+        fk.Batch.from_arrays(
+            template, lambda p: (p.observations[0].data, p.observations[0].error), (data, np.ones((3, 100)))
+        )
+    bad = data.copy()
+    bad[1, 7] = np.nan
+    with pytest.raises(
+        fk.ObservationError, match="from_arrays, over all members: .*1 of 200 unmasked data points"
+    ):
+        fk.Batch.from_arrays(template, where, bad)
+    empty = np.ones(data.shape, bool)
+    empty[1] = False
+    with pytest.raises(fk.ObservationError, match=r"members \[1\] use none of the points"):
+        fk.Batch.from_arrays(
+            template, lambda p: (p.observations[0].data, p.observations[0].mask), (data, empty)
+        )
+    with pytest.raises(TypeError, match="needs an fk.Problem"):
+        fk.Batch.from_arrays({"a": 1}, where, data)
+    correlated = fk.Problem(
+        None,
+        Peak(
+            data=jnp.asarray(data[0]),
+            error=None,
+            x=X,
+            likelihood=fk.MultivariateNormal(covariance=0.09 * jnp.eye(100)),
+        ),
+    )
+    with pytest.raises(ValueError, match="prepared from each member's data"):
+        fk.Batch.from_arrays(correlated, where, data)

@@ -63,13 +63,15 @@ def test_linear_predictions_match_mpmath_up_to_condition_1e17(seed, log_scales):
     values, vectors = np.linalg.eigh(matrix)
     unscaled_root = vectors * np.sqrt(np.clip(values, 0.0, None))
     rng = np.random.default_rng(seed + 10)
-    unscaled_error = 0.0
+    unscaled_error = scaled_error = 0.0
     for _ in range(3):
         row = rng.normal(size=5) / 10.0 ** np.linspace(*log_scales, 5)
         exact = _exact_std(matrix, row)
         band = cov.predict(lambda p, row=row: jnp.dot(jnp.asarray(row), p["x"]))
         assert float(band.std) == pytest.approx(exact, rel=1e-6)
+        scaled_error = max(scaled_error, abs(float(band.std) / exact - 1))
         unscaled_error = max(unscaled_error, abs(np.sqrt(np.sum((row @ unscaled_root) ** 2)) / exact - 1))
-    assert unscaled_error > 1e-5
+    # How far off the former route is depends on the LAPACK build; that it is far worse does not.
+    assert unscaled_error > 1e-7 and unscaled_error > 100 * scaled_error, (unscaled_error, scaled_error)
     std = np.asarray(cov.std["x"])
     np.testing.assert_allclose(std, np.sqrt(np.diag(matrix)), rtol=1e-12)

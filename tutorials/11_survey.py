@@ -8,7 +8,9 @@
 # *batch* and fits every member in one compiled loop:
 #
 # * `fk.batch(problems)` stacks problems of one structure (same model, same
-#   shapes, different data) along a new leading axis;
+#   shapes, different data) along a new leading axis, and
+#   `fk.Batch.from_arrays` builds the same batch from arrays with one row per
+#   object;
 # * `fk.solve(batch, starts)` runs every member's fit at once. Each member
 #   stops on its own convergence test, and each gets the same verdict
 #   (`valid`, `edm`, flags) that a single `fk.solve` would give it;
@@ -77,15 +79,22 @@ def image(k):
     return truth["flux"][k] * np.exp(-0.5 * r2 / 1.5**2) / (2 * np.pi * 1.5**2) + truth["bkg"][k]
 
 
+# %% [markdown]
+# A survey is held in arrays, not in 10,000 Python objects. `fk.Batch.from_arrays`
+# takes one *template* problem, with the structure and shapes of every member,
+# and the arrays that differ from member to member (here the images and their
+# errors), one row per member. The template's other arrays (the pixel grids)
+# are shared. The data checks of a single problem run on every member first.
+
+# %%
 t0 = time.perf_counter()
-problems = []
-for k in range(SOURCES):
-    clean = image(k)
-    noisy = clean + np.sqrt(clean) * rng.normal(size=clean.shape)
-    problems.append(
-        fk.Problem(None, Stamp(data=jnp.asarray(noisy), error=jnp.sqrt(jnp.asarray(clean)), x=X, y=Y))
-    )
-survey = fk.batch(problems)
+clean = np.stack([image(k) for k in range(SOURCES)])
+images = clean + np.sqrt(clean) * rng.normal(size=clean.shape)
+errors = np.sqrt(clean)
+template = fk.Problem(None, Stamp(data=jnp.asarray(images[0]), error=jnp.asarray(errors[0]), x=X, y=Y))
+survey = fk.Batch.from_arrays(
+    template, lambda p: (p.observations[0].data, p.observations[0].error), (images, errors)
+)
 start = {"flux": 3000.0, "x0": 0.0, "y0": 0.0, "sigma": 2.0, "bkg": 8.0}
 starts = stack_params([{k: jnp.asarray(v) for k, v in start.items()}] * SOURCES)
 print(f"{len(survey)} sources built and stacked in {time.perf_counter() - t0:.1f} s")
@@ -109,9 +118,11 @@ print(f"{len(res)} fits in {seconds:.1f} s (compilation included): {len(res) / s
 print(res.summary())
 
 # %% [markdown]
-# Every real source is valid. The fits flagged as not valid are blank fields,
-# where the five params are not all constrained by the data. The `summary`
-# names the worst of them by their EDM.
+# Every real source is valid. A blank field is either fitted validly (a noise
+# peak: a minimum whose flux is consistent with zero) or flagged as not valid,
+# where the five params are not all constrained by the data; the counts below
+# say which. When there are invalid fits, the `summary` names the worst of
+# them by their EDM.
 
 # %%
 print("real sources valid:", int((res.valid & ~blank).sum()), "of", int((~blank).sum()))
@@ -128,7 +139,7 @@ print(res.member(int(np.flatnonzero(~res.valid)[0])).message if (~res.valid).any
 t0 = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    singles = [fk.solve(problems[k], {k2: jnp.asarray(v) for k2, v in start.items()}) for k in range(50)]
+    singles = [fk.solve(survey.member(k), {k2: jnp.asarray(v) for k2, v in start.items()}) for k in range(50)]
 loop = (time.perf_counter() - t0) / 50
 print(f"a loop of fk.solve: {1 / loop:.0f} fits/s; the batch: {len(res) / seconds:.0f} fits/s")
 flux_error = np.asarray(fk.covariance(survey, res).std["flux"])
@@ -142,8 +153,9 @@ print(f"largest flux difference from the single fits of real sources: {gap:.2g} 
 # %% [markdown]
 # ## 3. Error bars and pulls
 # `fk.covariance(batch, result)` inverts every member's Hessian in one
-# compiled call. A member whose Hessian is not positive definite (here the
-# blank fields) gets NaN and `ok=False` instead of an error.
+# compiled call. A member whose Hessian is not positive definite (a flat
+# direction, as in a blank field without a noise peak) gets NaN and
+# `ok=False` instead of an error.
 #
 # If the error bars are honest, the *pulls* `(estimate - truth) / error` of
 # the valid fits are distributed as a standard normal.
@@ -175,8 +187,42 @@ significance = np.asarray(res.params["flux"]) / np.asarray(cov.std["flux"])
 fitted_blank = blank & res.valid & cov.ok
 print("flux / error of the valid blank fields:", np.round(significance[fitted_blank], 1))
 print("smallest flux / error of a real source:", round(float(significance[~blank & res.valid].min()), 1))
-#
+
+# %% [markdown]
+# ## 4. Objects of different sizes
+# Spectra and light curves rarely have the same number of points.
+# `fk.batch(problems, pad=True)` pads each member to the largest with masked
+# points, and each member keeps its own count of points: its loss is its own
+# chi-squared per point, and `survey.member(i)` is the problem it stands for.
+# Here, peaks sampled on 40 to 100 points:
+
+
+# %%
+class Peak(fk.Observation):
+    """A Gaussian line on a flat continuum."""
+
+    x: jax.Array
+
+    def predict(self, p, model):
+        return p["amp"] * jnp.exp(-0.5 * ((self.x - p["mu"]) / p["width"]) ** 2) + p["bkg"]
+
+
+lengths = rng.integers(40, 101, size=200)
+curves = []
+for n in lengths:
+    x = np.linspace(-5.0, 5.0, n)
+    line = 5.0 * np.exp(-0.5 * ((x - 0.3) / 1.2) ** 2) + 1.0 + 0.3 * rng.normal(size=n)
+    curves.append(fk.Problem(None, Peak(data=jnp.asarray(line), error=jnp.full(n, 0.3), x=jnp.asarray(x))))
+ragged = fk.batch(curves, pad=True)
+line_start = {"amp": 4.0, "mu": 0.0, "width": 1.0, "bkg": 0.8}
+lines = fk.solve(ragged, stack_params([{k: jnp.asarray(v) for k, v in line_start.items()}] * len(curves)))
+print(lines.summary())
+print("points of member 0:", ragged.member(0).n_data, "of", ragged.problem.observations[0].data.shape[1])
+alone = fk.solve(curves[0], {k: jnp.asarray(v) for k, v in line_start.items()})
+print("member 0, batched and alone:", float(lines.params["mu"][0]), float(alone.params["mu"]))
+
+# %% [markdown]
 # **What is not batched yet:** fixed or tied params, `fk.fit` and
-# `fk.intervals`, problems of different sizes (padding with masks), several
-# processes, and batches larger than memory. Until then, fit those members
-# with `fk.solve(survey.member(i), ...)`.
+# `fk.intervals`, and batches larger than memory. Until then, fit those
+# members with `fk.solve(survey.member(i), ...)`. Over several processes, see
+# `fitkit.batching.local_rows` and `gather` in the API pages.

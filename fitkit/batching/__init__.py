@@ -1,5 +1,6 @@
 """Batches of problems: many fits of one structure, `vmap`ped over a leading axis in one compiled loop."""
 
+from ._arrays import from_arrays
 from ._covariance import BatchCovariance, covariance_batch
 from ._distributed import gather, local_rows
 from ._result import BatchResult
@@ -13,6 +14,7 @@ __all__ = [
     "BatchResult",
     "covariance_batch",
     "batch",
+    "from_arrays",
     "gather",
     "local_rows",
     "solve_batch",

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..problem import Problem
+from ._arrays import from_arrays
+from ._ragged import dense, pad_problems, rebuild
 
 __all__ = ["Batch", "BatchError", "batch", "stack_params", "batch_size_of"]
 
@@ -42,10 +44,21 @@ class Batch(eqx.Module):
         return self.size
 
     def member(self, index: int) -> Problem:
-        """Member `index` as an ordinary `fk.Problem`."""
+        """Member `index` as an ordinary `fk.Problem` (with its own count of used points)."""
         if not -self.size <= index < self.size:
             raise IndexError(f"member {index} of a batch of {self.size}")
-        return jax.tree.map(lambda x: x[index] if eqx.is_array(x) else x, self.problem)
+        one = jax.tree.map(lambda x: x[index] if eqx.is_array(x) else x, self.problem)
+        return one if one._count is None else rebuild(one)
+
+    @classmethod
+    def from_arrays(cls, template: Problem, where, values) -> Batch:
+        """A batch from one template problem and the arrays that differ per member (see `fitkit.batching.from_arrays`)."""
+        return from_arrays(template, where, values)
+
+
+_PAD_HINT = (
+    "; members whose data differ in size can be padded with masked points: fk.batch(problems, pad=True)"
+)
 
 
 def _describe(leaf) -> str:
@@ -76,15 +89,27 @@ def _difference(first, other, index: int) -> str:
     return ""
 
 
-def batch(problems: Sequence[Problem]) -> Batch:
+def _refusal(first: Problem, other: Problem, index: int) -> BatchError:
+    difference = _difference(first, other, index) or "structures differ"
+    if "shape" in difference and ".observations" in difference:
+        difference += _PAD_HINT
+    return BatchError("fk.batch: " + difference)
+
+
+def batch(problems: Sequence[Problem], *, pad: bool = False) -> Batch:
     """Stack problems of one structure into a `Batch` (their arrays on a new leading axis).
 
     The members may differ in their arrays (data, errors, masks, the model's array fields)
     but not in structure, shapes or anything static (the model's class, its non-array
-    fields, the likelihood, priors, bounds, ties).
+    fields, the likelihood, priors, bounds, ties). Members that use different numbers of
+    points (other masks, or with `pad=True` other data lengths) are kept whole: each
+    member's loss counts its own points.
 
     Args:
         problems: the `fk.Problem`s, at least one.
+        pad: pad observations of different sizes to the largest, with masked points
+            (data 0, error 1, the other data-shaped fields repeating their last value):
+            light curves or spectra of different lengths in one batch.
 
     Returns:
         A `Batch` of `len(problems)` members.
@@ -103,6 +128,13 @@ def batch(problems: Sequence[Problem]) -> Batch:
     for index, problem in enumerate(problems):
         if not isinstance(problem, Problem):
             raise TypeError(f"fk.batch: item {index} is a {type(problem).__name__}, not an fk.Problem")
+    if pad:
+        try:
+            problems = pad_problems(problems)
+        except ValueError as err:
+            raise BatchError(f"fk.batch(pad=True): {err}") from err
+    if len({problem.n_data for problem in problems}) > 1:
+        problems = [dense(problem) for problem in problems]
     first_arrays, first_static = eqx.partition(problems[0], eqx.is_array)
     parts = [first_arrays]
     for index, problem in enumerate(problems[1:], start=1):
@@ -110,10 +142,10 @@ def batch(problems: Sequence[Problem]) -> Batch:
         if jax.tree.structure(arrays) != jax.tree.structure(first_arrays) or not eqx.tree_equal(
             static, first_static
         ):
-            raise BatchError("fk.batch: " + (_difference(problems[0], problem, index) or "structures differ"))
+            raise _refusal(problems[0], problem, index)
         for leaf, reference in zip(jax.tree.leaves(arrays), jax.tree.leaves(first_arrays)):
             if np.shape(leaf) != np.shape(reference) or jnp.result_type(leaf) != jnp.result_type(reference):
-                raise BatchError("fk.batch: " + _difference(problems[0], problem, index))
+                raise _refusal(problems[0], problem, index)
         parts.append(arrays)
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *parts)
     return Batch(eqx.combine(stacked, first_static), len(problems))

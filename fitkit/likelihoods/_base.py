@@ -143,6 +143,9 @@ class Likelihood(eqx.Module):
 
     #: `(what, hint)` when the prediction must be positive at every used point (rates, densities).
     positive_prediction: ClassVar[tuple[str, str] | None] = None
+    # Whether `prepare` stores something computed from one observation's data or mask (so a
+    # batch built from arrays, whose members share one prepared family, cannot use it).
+    prepared_from_data: ClassVar[bool] = False
 
     @property
     def checks_start(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -42,6 +43,7 @@ class MultivariateNormal(Likelihood):
     covariance: Float[Array, "n n"] | None = None
     cholesky: Float[Array, "n n"] | None = None
     index: Int[Array, " m"] | None = eqx.field(default=None, kw_only=True)
+    prepared_from_data: ClassVar[bool] = True  # the Cholesky factor of the block of used points
 
     def __check_init__(self):
         if (self.covariance is None) == (self.cholesky is None):
