@@ -390,3 +390,70 @@ def test_from_arrays_refuses_bad_arrays_before_compiling():
     )
     with pytest.raises(ValueError, match="prepared from each member's data"):
         fk.Batch.from_arrays(correlated, where, data)
+
+
+def test_a_survey_in_chunks_streamed_from_a_memory_map_resumes_where_it_stopped(tmp_path, monkeypatch):
+    """10 chunks of 8 members read from a .npy memory map, each saved as it finishes; an interrupted
+    run, called again, fits only the chunks it had not saved, and equals the batch fitted at once."""
+    import fitkit.batching._chunks as chunks
+
+    problems, starts = _survey(75)
+    data = np.stack([np.asarray(p.observations[0].data) for p in problems])
+    np.save(tmp_path / "data.npy", data)
+    on_disk = np.load(tmp_path / "data.npy", mmap_mode="r")
+    begin = jax.tree.map(np.asarray, stack_params(starts))
+    where = lambda p: p.observations[0].data  # noqa: E731
+    store = tmp_path / "fits"
+    solved = []
+    real = chunks._solved
+
+    class Interrupted(Exception):
+        """Stands for Ctrl-C or a job killed half-way (pytest takes a real KeyboardInterrupt for itself)."""
+
+    stop = {"after": 4}
+
+    def interrupted(*args):
+        if len(solved) == stop["after"]:
+            raise Interrupted
+        solved.append(args[4])
+        return real(*args)
+
+    monkeypatch.setattr(chunks, "_solved", interrupted)
+    with pytest.raises(Interrupted):
+        chunks.solve_chunks(problems[0], where, on_disk, begin, chunk_size=8, store=store, progress=False)
+    assert solved == [0, 8, 16, 24] and len(list(store.glob("chunk-*.npz"))) == 4
+    solved.clear()
+    stop["after"] = None
+    res, cov = chunks.solve_chunks(
+        problems[0], where, on_disk, begin, chunk_size=8, store=store, progress=False, warn=False
+    )
+    assert solved == [32, 40, 48, 56, 64, 72]  # only the chunks not saved; the last (3 members) padded
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = fk.solve(fk.batch(problems), stack_params(starts))
+    assert len(res) == 75 and res.valid.tolist() == whole.valid.tolist()
+    for name in TRUTH:
+        np.testing.assert_allclose(
+            np.asarray(res.params[name])[res.valid], np.asarray(whole.params[name])[res.valid], atol=1e-12
+        )
+    assert res.flags_of(0) == whole.flags_of(0)
+    np.testing.assert_allclose(
+        cov.matrix[cov.ok], fk.covariance(fk.batch(problems), whole).matrix[cov.ok], rtol=1e-9
+    )
+    # a third call only reads the store
+    solved.clear()
+    again, _ = chunks.solve_chunks(
+        problems[0], where, on_disk, begin, chunk_size=8, store=store, progress=False, warn=False
+    )
+    assert solved == [] and np.array_equal(np.asarray(again.params["mu"]), np.asarray(res.params["mu"]))
+    # the same store for another survey, or other settings, is refused
+    with pytest.raises(BatchError, match="holds the results of another survey .*arrays"):
+        chunks.solve_chunks(problems[0], where, data + 1.0, begin, chunk_size=8, store=store, progress=False)
+    with pytest.raises(BatchError, match="settings"):
+        chunks.solve_chunks(
+            problems[0], where, on_disk, begin, chunk_size=8, store=store, progress=False, covariance=False
+        )
+    with pytest.raises(BatchError, match="chunk_size must be a positive integer"):
+        chunks.solve_chunks(problems[0], where, on_disk, begin, chunk_size=0)
+    with pytest.raises(BatchError, match="the starts hold 74 members, the values 75"):
+        chunks.solve_chunks(problems[0], where, on_disk, jax.tree.map(lambda x: x[:74], begin))

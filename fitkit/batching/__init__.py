@@ -1,6 +1,7 @@
 """Batches of problems: many fits of one structure, `vmap`ped over a leading axis in one compiled loop."""
 
 from ._arrays import from_arrays
+from ._chunks import solve_chunks
 from ._covariance import BatchCovariance, covariance_batch
 from ._distributed import gather, local_rows
 from ._result import BatchResult
@@ -18,5 +19,6 @@ __all__ = [
     "gather",
     "local_rows",
     "solve_batch",
+    "solve_chunks",
     "stack_params",
 ]
