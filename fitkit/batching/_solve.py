@@ -53,10 +53,11 @@ def _take(batch_tree, rows: np.ndarray):
     return jax.tree.map(lambda x: x[rows] if eqx.is_array(x) else x, batch_tree)
 
 
-def _padded(rows: np.ndarray) -> np.ndarray:
-    """`rows` padded (repeating the last) to a power of two, and to a multiple of the local devices:
-    a few compiled sizes serve every retry, and the batch divides over the mesh."""
-    size = 1 << max(0, math.ceil(math.log2(rows.size)))
+def _padded(rows: np.ndarray, size: int | None = None) -> np.ndarray:
+    """`rows` padded (repeating the last) to `size`, by default a power of two, and to a multiple of
+    the local devices: a few compiled sizes serve every retry, and the batch divides over the mesh."""
+    if size is None:
+        size = 1 << max(0, math.ceil(math.log2(rows.size)))
     devices = len(jax.local_devices())
     size = -(-size // devices) * devices
     return np.concatenate([rows, np.repeat(rows[-1:], size - rows.size)])
@@ -125,7 +126,9 @@ def _run_members(problem, starts, rows, solver, objective, latent, max_steps):
         running = np.flatnonzero(code[first] == RUNNING)
         if not out.stopped_by_callback or running.size == 0:
             break
-        keep = _padded(first[running])
+        # Cut to a quarter of the batch whatever the number still running (at most that): the sizes
+        # depend on the batch size alone, so new data of the same shapes compile nothing new.
+        keep = _padded(first[running], carry_size // 4)
         where = where[keep]
         resume = _cut(out.carry, jnp.asarray(keep))
         placed_y, members = _spread(resume.y, _take(members, keep))
