@@ -89,6 +89,12 @@ def _difference(first, other, index: int) -> str:
     return ""
 
 
+def _stacked(*leaves):
+    # On the host, then one copy to the device: jnp.stack of 10^4 arrays would compile a program
+    # whose compilation grows with their number.
+    return jnp.asarray(np.stack([np.asarray(x) for x in leaves]))
+
+
 def _refusal(first: Problem, other: Problem, index: int) -> BatchError:
     difference = _difference(first, other, index) or "structures differ"
     if "shape" in difference and ".observations" in difference:
@@ -147,7 +153,7 @@ def batch(problems: Sequence[Problem], *, pad: bool = False) -> Batch:
             if np.shape(leaf) != np.shape(reference) or jnp.result_type(leaf) != jnp.result_type(reference):
                 raise _refusal(problems[0], problem, index)
         parts.append(arrays)
-    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *parts)
+    stacked = jax.tree.map(_stacked, *parts)
     return Batch(eqx.combine(stacked, first_static), len(problems))
 
 
@@ -165,7 +171,7 @@ def stack_params(params: Sequence[Any]) -> Any:
     for index, p in enumerate(params[1:], start=1):
         if jax.tree.structure(p) != structure or [np.shape(x) for x in jax.tree.leaves(p)] != shapes:
             raise BatchError(f"params {index} differ in structure or shapes from params 0")
-    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *params)
+    return jax.tree.map(_stacked, *params)
 
 
 def batch_size_of(params: Any, what: str = "the starts") -> int:
