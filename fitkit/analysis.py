@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from . import plot, tree
-from ._checks import whole
+from ._checks import refuse_batch, whole
 from .curvature import Covariance, CurvatureError, covariance
 from .curvature._blocks import check_batch_size, memory_budget
 from .curvature._engine import METHODS as COVARIANCE_METHODS
@@ -502,6 +502,7 @@ def analyse(
         >>> analysis = fk.analyse(prob, start, truth=truth, sample={"num_samples": 200})
         >>> print(analysis.report())
     """
+    refuse_batch(problem, "fk.analyse")
     if not isinstance(problem, Problem):
         raise TypeError(f"problem is a {type(problem).__name__}; give an fk.Problem")
     options = {

@@ -5,6 +5,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import fitkit as fk
@@ -457,3 +458,69 @@ def test_a_survey_in_chunks_streamed_from_a_memory_map_resumes_where_it_stopped(
         chunks.solve_chunks(problems[0], where, on_disk, begin, chunk_size=0)
     with pytest.raises(BatchError, match="the starts hold 74 members, the values 75"):
         chunks.solve_chunks(problems[0], where, on_disk, jax.tree.map(lambda x: x[:74], begin))
+
+
+def test_batched_fit_equals_one_fit_per_member():
+    problems, starts = _survey(40)
+    stopper = fk.Stopper(patience=30, rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batched = fk.fit(
+            fk.batch(problems), stack_params(starts), optax.adam(0.05), steps=3000, stopper=stopper
+        )
+        singles = [
+            fk.fit(p, s, optax.adam(0.05), steps=3000, stopper=stopper, progress=False)
+            for p, s in zip(problems, starts)
+        ]
+    assert batched.method == "fit:optax" and len(batched) == 40
+    np.testing.assert_array_equal(batched.valid, [r.valid for r in singles])
+    assert [batched.flags_of(i) for i in range(40)] == [r.flags for r in singles]
+    assert not batched.valid[::20].any() and batched.valid.sum() >= 36
+    # Each member stops on its own stopper, within a few steps of its single fit (the vmapped loop
+    # rounds differently, so Adam's paths part by ~1e-8: far inside the errors of ~0.05).
+    np.testing.assert_array_equal(batched.converged, [r.converged for r in singles])
+    assert np.abs(batched.steps - np.array([r.steps for r in singles])).max() <= 20
+    assert batched.steps.min() < batched.steps.max()
+    for name in TRUTH:
+        theirs = np.array([float(r.params[name]) for r in singles])
+        np.testing.assert_allclose(np.asarray(batched.params[name]), theirs, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(batched.loss, [r.loss for r in singles], rtol=1e-9)
+    # the batch's history: members still running, falling to zero as each member's patience runs out
+    running = batched.history["running"]
+    assert running[0] == 40 and running[-1] == 0 and np.all(np.diff(running) <= 0)
+
+
+def test_batched_fit_flags_a_member_that_goes_non_finite_and_refuses_single_only_options():
+    problems, starts = _survey(6)
+    starts = stack_params(starts)
+    broken = {**starts, "width": starts["width"].at[2].set(0.0)}  # x / 0: the loss is NaN at the start
+    with pytest.warns(fk.ConvergenceWarning, match="flagged non_finite"):
+        res = fk.fit(fk.batch(problems), broken, optax.adam(0.05), steps=200)
+    assert res.flags_of(2)[0] == "non_finite" and not res.valid[2] and res.steps[2] == 1
+    assert not res.flags["non_finite"][[0, 1, 3, 4, 5]].any() and (res.steps[[1, 3, 4, 5]] > 1).all()
+    for option in (
+        {"batch_size": 2},
+        {"validation": problems[0]},
+        {"callback": lambda *a: None},
+        {"precondition": "fisher"},
+        {"fixed": ["bkg"]},
+    ):
+        with pytest.raises(ValueError, match=f"does not take {next(iter(option))}="):
+            fk.fit(fk.batch(problems), starts, optax.adam(0.05), steps=10, **option)
+    with pytest.raises(BatchError, match="the starts hold 5 members, the batch 6"):
+        fk.fit(fk.batch(problems), jax.tree.map(lambda x: x[:5], starts), optax.adam(0.05), steps=10)
+    with pytest.raises(ValueError, match="give the number of steps"):
+        fk.fit(fk.batch(problems), starts, optax.adam(0.05))
+
+
+def test_engines_of_one_problem_refuse_a_batch_by_name():
+    problems, starts = _survey(3)
+    survey, starts = fk.batch(problems), stack_params(starts)
+    for name, call in (
+        ("fk.intervals", lambda: fk.intervals(survey, starts)),
+        ("fk.sample", lambda: fk.sample(survey, starts)),
+        ("fk.analyse", lambda: fk.analyse(survey, starts)),
+        ("fk.fisher", lambda: fk.fisher(survey, starts)),
+    ):
+        with pytest.raises(TypeError, match=f"{name} does not take a batch yet"):
+            call()

@@ -28,6 +28,8 @@ class BatchResult(eqx.Module):
         method: the methods run, e.g. `"solve:levenberg-marquardt->newton"`.
         tried: for each member, how many solves it took (1 + the retries it needed).
         wall_time, compile_time: seconds, for the whole batch.
+        history: the batch's per-step rows where the engine keeps them (`fk.fit`: `step`,
+            `running`, `loss`); empty otherwise.
 
     Example:
         >>> res = fk.solve(survey, starts)
@@ -46,6 +48,7 @@ class BatchResult(eqx.Module):
     tried: np.ndarray = eqx.field(default_factory=lambda: np.zeros(0, int))
     wall_time: float = 0.0
     compile_time: float = 0.0
+    history: dict = eqx.field(default_factory=dict)
 
     @property
     def size(self) -> int:

@@ -22,15 +22,11 @@ from ..solving._messages import ConvergenceWarning
 from ..solving._methods import resolve
 from ..solving._stepper import CONVERGED_CODE, FAILED_CODE, STALLED_CODE, OptimistixStepper
 from ._result import BatchResult
-from ._stack import Batch, BatchError, batch_size_of
+from ._stack import Batch, checked_starts
 from ._stepper import BatchStepper
 from ._verdict import assess_batch, refine_batch
 
 __all__ = ["solve_batch"]
-
-
-def _member(tree_, index):
-    return jax.tree.map(lambda x: x[index], tree_)
 
 
 @eqx.filter_jit
@@ -181,32 +177,8 @@ def solve_batch(
         ValueError: a batch whose problem fixes or ties params (not batched yet), starts
             outside the bounds; as `fk.solve` for the rest.
     """
-    size = batch_size_of(starts)
-    if size != batch.size:
-        raise BatchError(f"the starts hold {size} members, the batch {batch.size}: give one start per member")
-    problem0 = batch.member(0)
-    start0 = _member(starts, 0)
-    problem0.check(start0)
-    finite = np.all(
-        np.stack(
-            [np.all(np.isfinite(np.asarray(x)).reshape(size, -1), axis=1) for x in jax.tree.leaves(starts)]
-        ),
-        axis=0,
-    )
-    if not finite.all():
-        raise ValueError(f"the starts of members {np.flatnonzero(~finite)[:10].tolist()} are not finite")
-    if problem0.ties:
-        raise ValueError("fk.solve on a batch does not yet handle ties; solve the members one by one")
-    parametrisation = problem0.parametrisation(start0) if problem0.declares() else None
-    if parametrisation is not None:
-        flat = np.concatenate([np.asarray(x).reshape(size, -1) for x in jax.tree.leaves(starts)], axis=1)
-        lower, upper = np.asarray(parametrisation.lower), np.asarray(parametrisation.upper)
-        outside = np.any((flat <= lower) | (flat >= upper), axis=1)
-        if outside.any():
-            raise ValueError(
-                f"the starts of members {np.flatnonzero(outside)[:10].tolist()} are on or outside the bounds; "
-                "start every member strictly inside them"
-            )
+    problem0, start0, parametrisation = checked_starts(batch, starts, "fk.solve")
+    size = batch.size
     auto = isinstance(method, str) and method.strip().lower() == "auto"
     rtol = _positive((1e-10 if auto else 1e-8) if rtol is None else rtol, "rtol")
     atol = _positive((1e-14 if auto else 1e-8) if atol is None else atol, "atol")

@@ -14,7 +14,7 @@ from ..problem import Problem
 from ._arrays import from_arrays
 from ._ragged import dense, pad_problems, rebuild
 
-__all__ = ["Batch", "BatchError", "batch", "stack_params", "batch_size_of"]
+__all__ = ["Batch", "BatchError", "batch", "stack_params", "batch_size_of", "checked_starts"]
 
 
 class BatchError(ValueError):
@@ -189,3 +189,35 @@ def batch_size_of(params: Any, what: str = "the starts") -> int:
             f"{what} must have one leading batch axis on every leaf, found leading lengths {sorted(map(str, sizes))}"
         )
     return sizes.pop()
+
+
+def checked_starts(batch: Batch, starts: Any, engine: str) -> tuple[Problem, Any, Any]:
+    """Check a batch's starts before compiling; `(member 0, its start, the parametrisation or None)`.
+
+    Raises:
+        BatchError: starts of the wrong length or structure.
+        ValueError: starts that are not finite or on or outside the bounds, or ties declared
+            on the problem (`engine` names the call in the message).
+    """
+    size = batch_size_of(starts)
+    if size != batch.size:
+        raise BatchError(f"the starts hold {size} members, the batch {batch.size}: give one start per member")
+    problem0 = batch.member(0)
+    start0 = jax.tree.map(lambda x: x[0], starts)
+    problem0.check(start0)
+    rows = np.concatenate([np.asarray(x).reshape(size, -1) for x in jax.tree.leaves(starts)], axis=1)
+    finite = np.all(np.isfinite(rows), axis=1)
+    if not finite.all():
+        raise ValueError(f"the starts of members {np.flatnonzero(~finite)[:10].tolist()} are not finite")
+    if problem0.ties:
+        raise ValueError(f"{engine} on a batch does not yet handle ties; run it on the members one by one")
+    parametrisation = problem0.parametrisation(start0) if problem0.declares() else None
+    if parametrisation is not None:
+        lower, upper = np.asarray(parametrisation.lower), np.asarray(parametrisation.upper)
+        outside = np.any((rows <= lower) | (rows >= upper), axis=1)
+        if outside.any():
+            raise ValueError(
+                f"the starts of members {np.flatnonzero(outside)[:10].tolist()} are on or outside the bounds; "
+                "start every member strictly inside them"
+            )
+    return problem0, start0, parametrisation

@@ -27,6 +27,13 @@ def _hold(running, new, old):
     return jax.tree.map(pick, new, old)
 
 
+def _finite_rows(loss, rows) -> jnp.ndarray:
+    """Per member: its loss and every entry of its history row are finite."""
+    leaves = [loss, *jax.tree.leaves(rows)]
+    finite = [jnp.all(jnp.isfinite(x).reshape(x.shape[0], -1), axis=1) for x in leaves]
+    return jnp.all(jnp.stack(finite), axis=0)
+
+
 class BatchStepper(Stepper):
     """`inner` `vmap`ped over a leading batch axis of the iterate and of the args (the batched problem).
 
@@ -43,13 +50,15 @@ class BatchStepper(Stepper):
 
     def init(self, y0, args) -> dict[str, Any]:
         size = jax.tree.leaves(y0)[0].shape[0]
-        dtype = self.inner.loss_dtype(jax.tree.map(lambda x: x[0], y0), None)
+        first = lambda tree_: jax.tree.map(lambda x: x[0] if eqx.is_array(x) else x, tree_)  # noqa: E731
+        dtype = self.inner.loss_dtype(first(y0), first(args))
         return {
             "inner": eqx.filter_vmap(self.inner.init)(y0, args),
             "code": jnp.zeros(size, jnp.int32),
             "steps": jnp.zeros(size, jnp.int32),
             "best": y0,
             "best_loss": jnp.full(size, jnp.inf, dtype),
+            "nonfinite": jnp.zeros(size, jnp.int32),
         }
 
     def row_spec(self, y0, args) -> dict:
@@ -67,6 +76,9 @@ class BatchStepper(Stepper):
             "steps": state["steps"] + running.astype(jnp.int32),
             "best": _hold(better, out.point, state["best"]),
             "best_loss": jnp.where(better, out.loss, state["best_loss"]),
+            # Steps whose row (loss, gradient norm...) met a non-finite value: a fit skipping (or
+            # zeroing) many is flagged, as one counts them in its history.
+            "nonfinite": state["nonfinite"] + (running & ~_finite_rows(out.loss, out.row)).astype(jnp.int32),
         }
         y_new = _hold(running, out.y, y)
         dtype = state["best_loss"].dtype

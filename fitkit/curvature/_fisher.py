@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .. import tree
+from .._checks import refuse_batch
 from .._config import warn_if_float32
 from ..problem import Problem
 from ..results import start_params
@@ -23,6 +24,7 @@ __all__ = ["fisher", "prior_curvature", "whitened_jacobian", "check_problem"]
 
 def check_problem(problem: Any, params: Any, what: str) -> Any:
     """Validate `problem` and `params` (a pytree or a FitResult) before anything is compiled."""
+    refuse_batch(problem, what)
     if not isinstance(problem, Problem):
         raise TypeError(f"{what} needs an fk.Problem as its first argument, got {type(problem).__name__}")
     params = start_params(params)

@@ -50,6 +50,17 @@ def _max_steps(steps: int | None, stopper: Stopper) -> int:
     return whole(steps if steps is not None else stopper.max_steps, "steps")
 
 
+def checked_stopping(steps: int | None, stopper: Stopper | None, nan: str) -> tuple[Stopper, int]:
+    """The stopper (a default one for None) and the most steps, after checking them and the nan policy."""
+    stopper = Stopper() if stopper is None else stopper
+    if not isinstance(stopper, Stopper):
+        raise TypeError(f"stopper is a {type(stopper).__name__}; give an fk.Stopper")
+    max_steps = _max_steps(steps, stopper)
+    if nan not in NAN_POLICIES:
+        raise ValueError(f"nan={nan!r} is not a policy; choose one of {NAN_POLICIES}")
+    return stopper, max_steps
+
+
 def _observation_counts(problem: Problem) -> np.ndarray:
     return np.array([int(np.sum(np.asarray(obs.valid))) for obs in problem.observations])
 
@@ -65,7 +76,7 @@ def fit(
     validation: Problem | None = None,
     history: bool = True,
     history_every: int = 1,
-    progress: bool = True,
+    progress: bool | None = None,
     nan: str = "raise",
     key: jax.Array | None = None,
     callback: Callable[[int, float, Any], bool | None] | None = None,
@@ -110,7 +121,9 @@ def fit(
         history: also record the params (every `history_every` steps) in
             `history["params"]`; the loss is always recorded.
         history_every: thin the params history to every k-th step.
-        progress: show a tqdm progress bar.
+        progress: a bar of the steps done out of `steps`, with the latest loss (a widget in
+            Jupyter, text on stderr elsewhere). `None` (default): shown in a notebook or when
+            stderr is a terminal, not in logs or CI; `True`: always; `False`: never.
         nan: what to do with a non-finite loss or gradient: `"raise"` a
             `NonFiniteError` naming the step and the param paths; `"skip"` the
             update; or `"zero"` the non-finite gradient entries and update.
@@ -261,12 +274,7 @@ def _fit(
         raise TypeError(f"problem is a {type(problem).__name__}; give an fk.Problem")
     if validation is not None and not isinstance(validation, Problem):
         raise TypeError(f"validation is a {type(validation).__name__}; give an fk.Problem")
-    stopper = Stopper() if stopper is None else stopper
-    if not isinstance(stopper, Stopper):
-        raise TypeError(f"stopper is a {type(stopper).__name__}; give an fk.Stopper")
-    max_steps = _max_steps(steps, stopper)
-    if nan not in NAN_POLICIES:
-        raise ValueError(f"nan={nan!r} is not a policy; choose one of {NAN_POLICIES}")
+    stopper, max_steps = checked_stopping(steps, stopper, nan)
     history_every = whole(history_every, "history_every")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be a function callback(step, loss, params)")
@@ -314,6 +322,8 @@ def _fit(
             count = len(rows["loss"])
             last_loss = float(rows["loss"][count - 1]) if count else math.nan
             bar.advance(count, last_loss)
+            if int(carry.code) == STOPPED_CODE:
+                bar.finish()  # the stopper ended it: the fit is over, whatever `steps` was
             if callback is None or int(carry.code) != 0 or done >= max_steps:
                 return False
             return bool(callback(done, last_loss, jax.tree.map(jnp.copy, latent.to_params(carry.y))))

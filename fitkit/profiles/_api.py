@@ -11,6 +11,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import refuse_batch
 from .._reduced import OnFlat, OnLatent
 from .._verdict import _value_and_grad, default_max_edm
 from ..curvature import hessian as curvature_hessian
@@ -171,6 +172,7 @@ def _setup(problem, result, fixed, what: str) -> _Centre:
     searches run around the polished point, which is offered as `new_minimum`
     with a warning.
     """
+    refuse_batch(problem, what)
     if not isinstance(problem, Problem):
         raise TypeError(f"{what} needs an fk.Problem as its first argument, got {type(problem).__name__}")
     if isinstance(result, FitResult) and not result.valid:

@@ -13,7 +13,7 @@ import numpyro.distributions as dist
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .. import tree
-from .._checks import whole
+from .._checks import refuse_batch, whole
 from .._loop import run
 from ..fitting._progress import Progress
 from ..problem import Problem
@@ -234,6 +234,7 @@ def sample(
         >>> post = fk.sample(prob, res.params, num_samples=500, num_chains=2)
         >>> post.summary()
     """
+    refuse_batch(problem, "fk.sample")
     # Params a solve held at a bound are sampled: the posterior has mass next to it.
     fixed = inherited_fixed(params, fixed, at_limit=False)
     params = start_params(params)
