@@ -179,6 +179,14 @@ def fit(
         ...                             "power": optax.sgd(fk.delay(5e-3, 50), momentum=0.5)}, steps=500)
         >>> res.loss, res.to_dataframe().tail()
     """
+    from ..batching import Batch, fit_batch
+
+    if isinstance(problem, Batch):
+        return fit_batch(
+            problem, params, optimisers, steps=steps, stopper=stopper, nan=nan, max_edm=max_edm, warn=warn,
+            batch_size=batch_size, validation=validation, callback=callback, precondition=precondition,
+            projection=projection, refresh_every=refresh_every, fixed=fixed,
+        )  # fmt: skip
     return _fit(
         problem,
         params,
