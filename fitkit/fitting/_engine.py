@@ -76,7 +76,7 @@ def fit(
     validation: Problem | None = None,
     history: bool = True,
     history_every: int = 1,
-    progress: bool | None = None,
+    progress: bool = True,
     nan: str = "raise",
     key: jax.Array | None = None,
     callback: Callable[[int, float, Any], bool | None] | None = None,
@@ -121,9 +121,7 @@ def fit(
         history: also record the params (every `history_every` steps) in
             `history["params"]`; the loss is always recorded.
         history_every: thin the params history to every k-th step.
-        progress: a bar of the steps done out of `steps`, with the latest loss (a widget in
-            Jupyter, text on stderr elsewhere). `None` (default): shown in a notebook or when
-            stderr is a terminal, not in logs or CI; `True`: always; `False`: never.
+        progress: show a tqdm progress bar.
         nan: what to do with a non-finite loss or gradient: `"raise"` a
             `NonFiniteError` naming the step and the param paths; `"skip"` the
             update; or `"zero"` the non-finite gradient entries and update.
@@ -330,8 +328,6 @@ def _fit(
             count = len(rows["loss"])
             last_loss = float(rows["loss"][count - 1]) if count else math.nan
             bar.advance(count, last_loss)
-            if int(carry.code) == STOPPED_CODE:
-                bar.finish()  # the stopper ended it: the fit is over, whatever `steps` was
             if callback is None or int(carry.code) != 0 or done >= max_steps:
                 return False
             return bool(callback(done, last_loss, jax.tree.map(jnp.copy, latent.to_params(carry.y))))
