@@ -38,6 +38,8 @@ _LAZY = {
     "sampling": "fitkit.sampling",
     "solving": "fitkit.solving",
     "plot": "fitkit.plot",
+    "display": "fitkit.display",
+    "fit_report": "fitkit.display",
     "Analysis": "fitkit.analysis",
     "analyse": "fitkit.analysis",
     "Covariance": "fitkit.curvature",
@@ -74,7 +76,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from . import examples, plot
+    from . import display, examples, plot
     from .analysis import Analysis, analyse
     from .batching import Batch, BatchError, BatchResult, batch
     from .curvature import (
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
         jacobian,
         laplace_evidence,
     )
+    from .display import fit_report
     from .fitting import Stopper, delay, fit, natural_gradient
     from .profiles import Intervals, contour, intervals, profile
     from .projection import Projection, ProjectionError, TruncationWarning
@@ -120,6 +123,8 @@ __all__ = [
     "stats",
     "examples",
     "plot",
+    "display",
+    "fit_report",
     "Module",
     "Observation",
     "ObservationError",

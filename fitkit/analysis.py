@@ -14,11 +14,13 @@ import equinox as eqx
 import numpy as np
 import optax
 
-from . import plot, tree
+from . import display, plot, tree
 from ._checks import refuse_batch, whole
+from ._progress import Progress
 from .curvature import Covariance, CurvatureError, covariance
 from .curvature._blocks import check_batch_size, memory_budget
 from .curvature._engine import METHODS as COVARIANCE_METHODS
+from .display import fit_report
 from .fitting import fit as fit_engine
 from .fitting._nan import NAN_POLICIES
 from .fitting._optimisers import map_optimisers
@@ -328,7 +330,8 @@ class Analysis(eqx.Module):
 
     def report(self) -> str:
         """The analysis in text: reduced chi-squared before and after, stage summaries, the
-        parameter table and any warnings."""
+        parameter table, the last fit's full report (`fk.fit_report`: AIC, BIC, validity,
+        initial values, strong correlations) and any warnings."""
         lines = ["fitkit analysis", "=" * 15]
         chi_start = _chi2r(self.problem, self.start)
         chi_end = _chi2r(self.problem, self.params)
@@ -375,12 +378,30 @@ class Analysis(eqx.Module):
         lines.append("")
         with_pandas_options = self.table().to_string(float_format=lambda v: f"{v:.6g}")
         lines.append(with_pandas_options)
+        stage = self.solve or self.fit
+        if stage is not None:
+            # The full report of the last fit: AIC, BIC, validity, initial values, strong correlations.
+            report = fit_report(stage, self.covariance, self.intervals, self.problem, initial=self.start)
+            lines += ["", report]
         if self.notes:
             lines += ["", "warnings:"] + [f"  - {note}" for note in self.notes]
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        """A summary line, a validity box per stage and the parameter table of every stage."""
+        return display.text(self)
+
+    def _repr_html_(self) -> str:
+        """The notebook display (`fitkit.display`): the same cells as the text, coloured."""
+        return display.html(self)
+
     def figures(self, corner: list[str] | None = None) -> dict[str, Any]:
-        """The standard figures, by file stem: loss curves, residual maps, covariance, corner, error bars.
+        """The standard figures, by file stem: loss curves, residual maps, z-score histogram,
+        correlation matrix, pulls against the truth, raw error bars and the corner plot.
+
+        `pulls` (each param's `(estimate - truth) / error`) is drawn when a truth was given;
+        `errorbars` always shows the raw values with their bars; `zscores` where the data
+        have z-scores (not unbinned or custom likelihoods).
 
         Args:
             corner: paths whose params the corner plot shows (e.g. `["wfe"]`);
@@ -397,7 +418,16 @@ class Analysis(eqx.Module):
                 names=list(self.covariance.names),
                 title="correlation",
             )
-            figures["errorbars"] = plot.errorbars(self.covariance, sigma=1.0, truth=self.truth)
+            if self.truth is not None:
+                # Offsets from the truth in units of their errors: readable whatever the params' scales.
+                figures["pulls"] = plot.pulls(
+                    self.covariance, self.covariance, self.truth, intervals=self.intervals
+                )
+            figures["errorbars"] = plot.errorbars(self.covariance, sigma=1.0, truth=self.truth, kind="raw")
+        try:
+            figures["zscores"] = plot.zscores(self.problem, self.params)
+        except ValueError:
+            pass  # unbinned data and custom log-likelihoods have no z-scores
         items = [x for x in (self.posterior, self.covariance) if x is not None]
         if items:
             labels = ["posterior" if x is self.posterior else "covariance" for x in items]
@@ -458,7 +488,7 @@ def analyse(
     intervals: dict | bool | None = None,
     truth: Any = None,
     out: str | os.PathLike | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     fixed: Any = None,
 ) -> Analysis:
     """The whole pipeline: warm start, second-order polish, error bars, posterior samples.
@@ -483,7 +513,11 @@ def analyse(
         fit, solve, uncertainty, sample, intervals: stage options (see above).
         truth: optional true params (for simulations), shown in report and plots.
         out: a folder to `save` everything to at the end.
-        progress: show progress bars and print a line per stage.
+        progress: one bar over the stages run (`"analyse: solve"`, ...), with each engine's
+            own bar (steps, transitions, covariance blocks, params) below it while that stage
+            runs, and a line per stage printed on stdout. `None` (default): the bars where a
+            notebook or a terminal shows them, the lines always; `True`: the bars always;
+            `False`: neither bars nor lines.
         fixed: params held at their start values in every stage (paths,
             leaves or elements such as `"wfe[0]"`); params the solve finds at
             a bound are held there for the error bars too.
@@ -522,95 +556,112 @@ def analyse(
         for stage in options.values():
             if stage is not None:
                 stage.setdefault("fixed", fixed)
-    say = print if progress else (lambda *a, **k: None)
     timings, notes = {}, []
     current = start
     chi_start = _chi2r(problem, start)
-    say(f"[fitkit] start: reduced chi-squared {_show(chi_start)}")
-
-    warm = None
     far = chi_start is None or chi_start > FAR
-    if options["fit"] is not None and (fit is not None or far):
-        t0 = time.perf_counter()
-        warm = fit_engine(problem, current, progress=progress, **options["fit"])
-        timings["fit"] = time.perf_counter() - t0
-        current = warm.params
-        say(
-            f"[fitkit] warm start: reduced chi-squared {_show(_chi2r(problem, current))} after {warm.steps} steps"
-        )
+    run_fit = options["fit"] is not None and (fit is not None or far)
+    stages = [name for name in options if options[name] is not None and (name != "fit" or run_fit)]
+    # One bar over the stages; the engines' bars open inside it, below it, and go when done.
+    bar = Progress(len(stages), progress, "analyse", unit="stage")
+    say = bar.write if progress is not False else (lambda *a, **k: None)
 
-    polish = None
-    if options["solve"] is not None:
-        t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            polish = solve_engine(problem, current, progress=progress, **options["solve"])
-        notes += [str(w.message) for w in caught]
-        timings["solve"] = time.perf_counter() - t0
-        current = polish.params
-        say(
-            f"[fitkit] polish: reduced chi-squared {_show(_chi2r(problem, current))} after {polish.steps} steps"
-        )
+    def begin(stage: str) -> float:
+        bar.describe(f"analyse: {stage}")
+        bar.to(stages.index(stage))
+        return time.perf_counter()
 
-    cov = None
-    if options["uncertainty"] is not None:
-        t0 = time.perf_counter()
-        if "batch_size" not in options["uncertainty"] and tree.size(current) <= SMALL:
-            options["uncertainty"]["batch_size"] = tree.size(current)
-        at_limit = list(polish.at_limit) if polish is not None else []
-        if at_limit:
-            given = options["uncertainty"].get("fixed") or []
-            given = [given] if isinstance(given, str) else list(given)
-            options["uncertainty"]["fixed"] = [*given, *at_limit]
-        try:
-            cov = covariance(problem, current, **options["uncertainty"])
-        except CurvatureError as err:
-            notes.append(f"the curvature at the optimum is singular: {err}; using a pseudo-inverse")
-            cov = covariance(problem, current, **{**options["uncertainty"], "regularise": True})
-        timings["uncertainty"] = time.perf_counter() - t0
-        say(f"[fitkit] covariance: {cov.method} in {timings['uncertainty']:.3g} s")
+    def reached(stage: str, what: str, result: FitResult, t0: float) -> None:
+        timings[stage] = time.perf_counter() - t0
+        chi = _show(_chi2r(problem, result.params))
+        say(f"[fitkit] {what}: reduced chi-squared {chi} after {result.steps} steps")
 
-    posterior = None
-    if options["sample"] is not None:
-        t0 = time.perf_counter()
-        sample_options = dict(options["sample"])
-        declared = problem.declares(sample_options.get("fixed"))
-        if cov is not None and "projection" not in sample_options and not declared:
-            sample_options["projection"] = Projection.from_covariance(
-                np.asarray(cov.matrix), center=current, truncate=1e-14
+    with bar:
+        say(f"[fitkit] start: reduced chi-squared {_show(chi_start)}")
+        warm = None
+        if run_fit:
+            t0 = begin("fit")
+            warm = fit_engine(problem, current, progress=progress, **options["fit"])
+            reached("fit", "warm start", warm, t0)
+            current = warm.params
+
+        polish = None
+        if options["solve"] is not None:
+            t0 = begin("solve")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                polish = solve_engine(problem, current, progress=progress, **options["solve"])
+            notes += [str(w.message) for w in caught]
+            reached("solve", "polish", polish, t0)
+            current = polish.params
+
+        cov = None
+        if options["uncertainty"] is not None:
+            t0 = begin("uncertainty")
+            if "batch_size" not in options["uncertainty"] and tree.size(current) <= SMALL:
+                options["uncertainty"]["batch_size"] = tree.size(current)
+            at_limit = list(polish.at_limit) if polish is not None else []
+            if at_limit:
+                given = options["uncertainty"].get("fixed") or []
+                given = [given] if isinstance(given, str) else list(given)
+                options["uncertainty"]["fixed"] = [*given, *at_limit]
+            try:
+                cov = covariance(problem, current, progress=progress, **options["uncertainty"])
+            except CurvatureError as err:
+                notes.append(f"the curvature at the optimum is singular: {err}; using a pseudo-inverse")
+                cov = covariance(
+                    problem, current, progress=progress, **{**options["uncertainty"], "regularise": True}
+                )
+            timings["uncertainty"] = time.perf_counter() - t0
+            say(f"[fitkit] covariance: {cov.method} in {timings['uncertainty']:.3g} s")
+
+        posterior = None
+        if options["sample"] is not None:
+            t0 = begin("sample")
+            sample_options = dict(options["sample"])
+            declared = problem.declares(sample_options.get("fixed"))
+            if cov is not None and "projection" not in sample_options and not declared:
+                sample_options["projection"] = Projection.from_covariance(
+                    np.asarray(cov.matrix), center=current, truncate=1e-14
+                )
+            posterior = sample_engine(problem, current, progress=progress, **sample_options)
+            timings["sample"] = time.perf_counter() - t0
+            summary = posterior.summary()
+            if posterior.unsampled:
+                notes.append(
+                    f"{', '.join(posterior.unsampled)} not sampled along a dropped direction: their "
+                    "posterior spread is unknown (NaN in the summary)"
+                )
+            if posterior.diagnostics["divergences"]:
+                notes.append(f"{posterior.diagnostics['divergences']} divergent transitions after warm-up")
+            high = summary.index[summary["r_hat"] > 1.01].tolist()
+            if high:
+                notes.append(f"r_hat above 1.01 for {', '.join(high)}: run longer chains")
+            say(
+                f"[fitkit] posterior: max r_hat {summary['r_hat'].max():.4f}, min ESS {summary['ess_bulk'].min():.0f}"
             )
-        posterior = sample_engine(problem, current, progress=progress, **sample_options)
-        timings["sample"] = time.perf_counter() - t0
-        summary = posterior.summary()
-        if posterior.unsampled:
-            notes.append(
-                f"{', '.join(posterior.unsampled)} not sampled along a dropped direction: their "
-                "posterior spread is unknown (NaN in the summary)"
-            )
-        if posterior.diagnostics["divergences"]:
-            notes.append(f"{posterior.diagnostics['divergences']} divergent transitions after warm-up")
-        high = summary.index[summary["r_hat"] > 1.01].tolist()
-        if high:
-            notes.append(f"r_hat above 1.01 for {', '.join(high)}: run longer chains")
-        say(
-            f"[fitkit] posterior: max r_hat {summary['r_hat'].max():.4f}, min ESS {summary['ess_bulk'].min():.0f}"
-        )
 
-    found = None
-    if options["intervals"] is not None:
-        from .profiles import intervals as intervals_engine
+        found = None
+        if options["intervals"] is not None:
+            from .profiles import intervals as intervals_engine
 
-        t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            found = intervals_engine(
-                problem, polish if polish is not None else current, **options["intervals"]
+            t0 = begin("intervals")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                found = intervals_engine(
+                    problem,
+                    polish if polish is not None else current,
+                    progress=progress,
+                    **options["intervals"],
+                )
+            notes += [str(w.message) for w in caught]
+            timings["intervals"] = time.perf_counter() - t0
+            say(
+                f"[fitkit] profile intervals: {'valid' if found.valid else 'NOT VALID'} in {timings['intervals']:.3g} s"
             )
-        notes += [str(w.message) for w in caught]
-        timings["intervals"] = time.perf_counter() - t0
-        say(
-            f"[fitkit] profile intervals: {'valid' if found.valid else 'NOT VALID'} in {timings['intervals']:.3g} s"
-        )
+
+        bar.describe("analyse")
+        bar.to(len(stages))
 
     config = {
         name: {k: repr(v) for k, v in value.items()} if value is not None else "skipped"

@@ -100,6 +100,9 @@ class FitResult(eqx.Module):
         n_free: how many scalar params were free (not fixed, tied or held at
             a bound): the `k` of `aic` and `bic`.
         n_data: the problem's number of used data points (events for unbinned data).
+        initial: the params the engine started from (same pytree as `params`,
+            ties applied), or None for a result built by hand or saved by an
+            older fitkit.
 
     Example:
         >>> res = fk.solve(prob, params)
@@ -125,6 +128,7 @@ class FitResult(eqx.Module):
     log_likelihood: float = float("nan")
     n_free: int = 0
     n_data: int = 0
+    initial: Any = None
 
     @property
     def aic(self) -> float:
@@ -199,6 +203,7 @@ class FitResult(eqx.Module):
                 "log_likelihood": float(self.log_likelihood),
                 "n_free": int(self.n_free),
                 "n_data": int(self.n_data),
+                "initial": self.initial,
             },
         )
 
@@ -211,8 +216,13 @@ class FitResult(eqx.Module):
         return cls(**fields)
 
     def __repr__(self) -> str:
-        state = "valid" if self.valid else "NOT VALID (" + ", ".join(self.flags or ("unchecked",)) + ")"
-        return (
-            f"FitResult({self.method or 'fit'}: {state}, loss={self.loss:.6g}, edm={self.edm:.3g}, "
-            f"steps={self.steps}, {self.wall_time:.3g}s; {self.message})"
-        )
+        """A summary line (`valid` or `NOT VALID (flags)`), the validity box and the parameter table."""
+        from . import display
+
+        return display.text(self)
+
+    def _repr_html_(self) -> str:
+        """The notebook display: the validity box and the parameter table (`fitkit.display`)."""
+        from . import display
+
+        return display.html(self)

@@ -94,6 +94,8 @@ def test_save_writes_report_figures_results_and_csv(full, tmp_path):
         "residuals.png",
         "correlation.png",
         "errorbars.png",
+        "pulls.png",
+        "zscores.png",
         "corner.png",
         "loss_warm_start.png",
     }
@@ -132,7 +134,48 @@ def test_demo_quick_runs(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "reduced chi-squared: start" in out.stdout
-    assert (tmp_path / "demo" / "corner.png").exists() and (tmp_path / "demo" / "report.txt").exists()
+    folder = tmp_path / "demo"
+    assert {"corner.png", "pulls.png", "zscores.png", "errorbars.png"} <= {p.name for p in folder.iterdir()}
+    report = (folder / "report.txt").read_text()
+    for field in ("AIC", "BIC", "init =", "Correlations"):
+        assert field in report, field
+
+
+@pytest.fixture(scope="module")
+def optics_analysis():
+    """The demo's problem, smaller: the 16 optics params solved from the tutorial's start."""
+    from fitkit.examples import optics
+
+    problem, truth, start = optics.make_problem(0, wf_npixels=32, n_frames=200)
+    return fk.analyse(problem, start, truth=truth, sample=False, progress=False)
+
+
+def test_the_demo_figures_show_pulls_of_all_16_params_and_the_z_scores(optics_analysis):
+    figures = optics_analysis.figures()
+    names = list(optics_analysis.covariance.names)
+    assert len(names) == 16
+    pulls = figures["pulls"]
+    (ax,) = pulls.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    assert "σ" in ax.get_xlabel() and "truth" in ax.get_xlabel()
+    expected = (
+        fk.tree.ravel(optics_analysis.params)[0] - fk.tree.ravel(optics_analysis.truth)[0]
+    ) / optics_analysis.covariance.flat_std
+    written = [float(t.get_text()) for t in ax.texts if t.get_text() != "no σ"]
+    np.testing.assert_allclose(written, np.round(np.asarray(expected), 2), atol=0.0051)
+    assert fk.plot.tick_overlaps(pulls, labels=True) == []
+    zscores = figures["zscores"]
+    (zax,) = zscores.axes
+    used = sum(
+        int(np.isfinite(np.asarray(z)).sum())
+        for z in optics_analysis.problem.z_scores(optics_analysis.params)
+    )
+    assert sum(p.get_height() for p in zax.patches) == used
+    assert "N(0, 1)" in [t.get_text() for t in zax.get_legend().get_texts()]
+    assert fk.plot.tick_overlaps(zscores, labels=True) == []
+    report = optics_analysis.report()
+    for field in ("AIC", "BIC", "init =", "Correlations"):
+        assert field in report, field
 
 
 def test_intervals_stage_reports_profile_errors():

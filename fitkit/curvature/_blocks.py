@@ -33,6 +33,8 @@ __all__ = [
     "linear_blocks",
     "map_blocks",
     "sum_blocks",
+    "rows_in_chunks",
+    "chunked",
 ]
 
 # Used where the device does not report its memory (CPU): enough for a dense
@@ -275,3 +277,48 @@ def sum_blocks(
     """
     out = _run_blocks(block_fn, n, batch_size, devices)
     return jax.tree.map(lambda o: o.sum(axis=0), out)
+
+
+# With a progress bar the blocks run in about this many compiled calls, the bar moving between them.
+PROGRESS_CHUNKS = 20
+
+
+def chunked(progress: Any, n: int, batch_size: int, devices: Sequence[jax.Device] | None, *arrays) -> bool:
+    """Whether to build the matrix in host-driven chunks of blocks, so that a bar can follow them:
+    a bar is wanted, there are several blocks, one device, and nothing is being traced."""
+    from .._progress import shown
+    from ._flat import is_tracing
+
+    return (
+        math.ceil(n / batch_size) > 1
+        and len(resolve_devices(devices)) == 1
+        and not any(is_tracing(a) for a in arrays)
+        and shown(progress)
+    )
+
+
+def rows_in_chunks(rows_of: Callable, n: int, batch_size: int, progress: Any, description: str) -> np.ndarray:
+    """The `n` rows of a blockwise matrix, a chunk of blocks per compiled call, with a bar over the blocks.
+
+    `rows_of(idx)` (compiled) maps a `(k, batch_size)` array of indices to their `k * batch_size`
+    rows (indices `>= n` are padding). Every chunk has the same `k` (one program), the last
+    padded; each call linearises again, which costs about one more gradient per chunk, and the
+    rows gather on the host, so the device holds one chunk at a time. The bar moves between
+    calls, never from inside one.
+    """
+    from .._progress import Progress
+
+    n_blocks = math.ceil(n / batch_size)
+    per_chunk = math.ceil(n_blocks / PROGRESS_CHUNKS)
+    out = None
+    with Progress(n_blocks, progress, description, unit="block") as bar:
+        for first in range(0, n_blocks, per_chunk):
+            start = first * batch_size
+            idx = np.arange(start, start + per_chunk * batch_size, dtype=np.int32).reshape(per_chunk, -1)
+            rows = np.asarray(rows_of(jnp.asarray(idx)))
+            if out is None:
+                out = np.empty((n, *rows.shape[1:]), rows.dtype)
+            take = min(n - start, len(rows))
+            out[start : start + take] = rows[:take]
+            bar.advance(min(per_chunk, n_blocks - first))
+    return out

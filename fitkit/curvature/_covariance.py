@@ -286,10 +286,13 @@ class Covariance(eqx.Module):
         )
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{n}={s:.3g}" for n, s in zip(self.names[:6], np.asarray(self.flat_std)))
-        more = ", ..." if self.size > 6 else ""
-        extra = f", {len(self.dropped)} dropped directions" if self.dropped else ""
-        extra += f", scaled by {self.scale:.6g}" if self.scale != 1.0 else ""
-        extra += f", fixed: {', '.join(self.fixed)}" if self.fixed else ""
-        extra += f", at a bound: {', '.join(self.at_limit)}" if self.at_limit else ""
-        return f"Covariance({self.method or 'matrix'}: {self.size} params; std {shown}{more}{extra})"
+        """A summary line, the validity box (positive definite or not), the error table and the correlations."""
+        from .. import display
+
+        return display.text(self)
+
+    def _repr_html_(self) -> str:
+        """The notebook display (`fitkit.display`): the same cells as the text, coloured."""
+        from .. import display
+
+        return display.html(self)

@@ -53,6 +53,7 @@ def covariance(
     devices: Sequence[jax.Device] | None = None,
     scale: str | float | None = None,
     fixed: Any = None,
+    progress: bool | None = False,
 ) -> Covariance:
     """The covariance of the params at a mode: the inverse curvature of the problem's nll.
 
@@ -93,6 +94,11 @@ def covariance(
             as `"wfe[0]"`); default: those the `FitResult` given as `params`
             held, and its params at a bound. They have zero variance (fixed)
             or an undefined error (at a bound: `std` is NaN there).
+        progress: a bar of the blocks of the Hessian or Jacobian done, out of all, where
+            the curvature takes several blocks (`True`; `None`: where a notebook or a
+            terminal shows it; default `False`: most covariances take under a second). The
+            blocks then run in about 20 compiled calls instead of one, the bar moving
+            between them (see `fk.hessian`). `fk.analyse` passes its own `progress`.
 
     With bounds, ties or fixed params, the curvature is that of the free
     params, in their physical units; it is inverted there and propagated
@@ -154,12 +160,11 @@ def covariance(
     eps = float(jnp.finfo(x.dtype).eps)
     warn_if_float32(x.dtype, "The covariance")
     held = [*normalise_fixed(params, fixed), *at_limit]
+    blocks = dict(batch_size=batch_size, max_memory=max_memory, devices=devices, progress=progress)
     if problem.bounds or problem.ties or held:
-        return _free_covariance(
-            problem, params, held, at_limit, method, regularise, scale, batch_size, max_memory, devices
-        )
+        return _free_covariance(problem, params, held, at_limit, method, regularise, scale, blocks)
     if method == "hessian":
-        matrix = hessian(problem.nll, params, batch_size=batch_size, max_memory=max_memory, devices=devices)
+        matrix = hessian(problem.nll, params, **blocks)
         spectrum, label, what = (
             spectrum_of_matrix(np.asarray(matrix), eps),
             "hessian",
@@ -171,14 +176,12 @@ def covariance(
         rows = _prior_rows(None if prior is None else np.asarray(prior), eps)
         fits = 3 * problem.n_fisher * x.size * x.dtype.itemsize <= memory_budget(max_memory)
         if fits and rows is not None:
-            jac = np.asarray(whitened_jacobian(problem, params, batch_size, max_memory, devices))
+            jac = np.asarray(whitened_jacobian(problem, params, batch_size, max_memory, devices, progress))
             check_finite(jac, names, what)
             stacked = np.concatenate([jac, rows]) if rows.size else jac
             spectrum, label = spectrum_of_jacobian(stacked, eps), "fisher:svd"
         else:
-            matrix = np.asarray(
-                fisher(problem, params, batch_size=batch_size, max_memory=max_memory, devices=devices)
-            )
+            matrix = np.asarray(fisher(problem, params, **blocks))
             check_finite(matrix, names, what)
             spectrum, label = spectrum_of_matrix(matrix, eps), "fisher:matrix"
     matrix, dropped = invert(spectrum, names, what, regularise)
@@ -231,10 +234,10 @@ def _propagator(parametrisation, x, keep):
     return jax.jacfwd(full)(x[keep])
 
 
-def _free_covariance(
-    problem, params, held, at_limit, method, regularise, scale, batch_size, max_memory, devices
-):
-    """The covariance of the free params, inverted in their physical units and propagated to all params."""
+def _free_covariance(problem, params, held, at_limit, method, regularise, scale, blocks):
+    """The covariance of the free params, inverted in their physical units and propagated to all params.
+
+    `blocks` are the options of `fk.hessian` / `fk.jacobian` (batch size, memory, devices, progress)."""
     from .._reduced import OnFlat
     from .._verdict import _value_and_grad
 
@@ -245,16 +248,15 @@ def _free_covariance(
     names = [parametrisation.names[i] for i in keep]
     eps = float(jnp.finfo(x.dtype).eps)
     block = np.ix_(keep, keep)
-    options = dict(batch_size=batch_size, max_memory=max_memory, devices=devices)
     if method == "hessian":
         what, label = "the Hessian of the nll", "hessian"
-        matrix = np.asarray(hessian(OnFlat(problem, parametrisation), x, **options))[block]
+        matrix = np.asarray(hessian(OnFlat(problem, parametrisation), x, **blocks))[block]
         check_finite(matrix, names, what)
         spectrum = spectrum_of_matrix(matrix, eps)
     else:
         what, label = "the Fisher information", "fisher:svd"
         if problem.n_fisher:
-            jac = np.asarray(jacobian(OnFlat(problem, parametrisation, "fisher_root"), x, **options))[:, keep]
+            jac = np.asarray(jacobian(OnFlat(problem, parametrisation, "fisher_root"), x, **blocks))[:, keep]
         else:  # only custom log-likelihoods: their curvature is all in hessian_terms
             jac = np.zeros((0, len(keep)))
         check_finite(jac, names, what)

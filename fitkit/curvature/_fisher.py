@@ -15,7 +15,15 @@ from .._checks import refuse_batch
 from .._config import warn_if_float32
 from ..problem import Problem
 from ..results import start_params
-from ._blocks import check_batch_size, map_blocks, memory_budget, one_hot, plan_batch_size
+from ._blocks import (
+    check_batch_size,
+    chunked,
+    map_blocks,
+    memory_budget,
+    one_hot,
+    plan_batch_size,
+    rows_in_chunks,
+)
 from ._flat import flatten, is_tracing
 from ._jacobian import jacobian
 
@@ -53,6 +61,7 @@ def whitened_jacobian(
     batch_size: int | None = None,
     max_memory: int | float | None = None,
     devices: Sequence[jax.Device] | None = None,
+    progress: bool | None = False,
 ) -> Float[Array, "m n"]:
     """The Jacobian of `problem.fisher_root`: its Gram matrix is the likelihood's Fisher information.
 
@@ -61,7 +70,12 @@ def whitened_jacobian(
     if problem.n_fisher == 0:  # only custom log-likelihoods: no rows
         return jnp.zeros((0, tree.size(params)), jnp.result_type(float))
     return jacobian(
-        problem.fisher_root, params, batch_size=batch_size, max_memory=max_memory, devices=devices
+        problem.fisher_root,
+        params,
+        batch_size=batch_size,
+        max_memory=max_memory,
+        devices=devices,
+        progress=progress,
     )
 
 
@@ -81,6 +95,14 @@ def _fisher_products(problem: Problem, params: Any, batch_size: int, devices: tu
 
 
 @eqx.filter_jit
+def _fisher_rows(problem: Problem, params: Any, idx):
+    """The rows of `J^T J` of the indices `idx` (`(k, b)`); an index `>= n` gives zeros."""
+    x, unravel = tree.ravel(params)
+    rows = jax.lax.map(_gauss_newton_rows(problem, x, unravel), idx)
+    return rows.reshape(-1, x.size)
+
+
+@eqx.filter_jit
 def _fisher_dense(jac: Float[Array, "m n"]) -> Float[Array, "n n"]:
     return jac.T @ jac
 
@@ -92,6 +114,7 @@ def fisher(
     batch_size: int | None = None,
     max_memory: int | float | None = None,
     devices: Sequence[jax.Device] | None = None,
+    progress: bool | None = False,
 ) -> Float[Array, "n n"]:
     """The Fisher information (Gauss-Newton matrix) of a problem at `params`, plus prior curvature.
 
@@ -114,6 +137,7 @@ def fisher(
         batch_size: columns per block; `None` plans it from `max_memory`.
         max_memory: memory budget in bytes (default: a quarter of device memory, or 2 GiB).
         devices: devices to spread the blocks over (default: all).
+        progress: a bar of the blocks of columns done (as for `fk.hessian`).
 
     Returns:
         The `(n, n)` matrix in `fitkit.tree.ravel` order.
@@ -134,10 +158,7 @@ def fisher(
     if m == 0:
         matrix = jnp.zeros((n, n), x.dtype)
     elif 3 * m * n * x.dtype.itemsize <= memory_budget(max_memory):
-        jac = jacobian(
-            problem.fisher_root, params, batch_size=batch_size, max_memory=max_memory, devices=devices
-        )
-        matrix = _fisher_dense(jac)
+        matrix = _fisher_dense(whitened_jacobian(problem, params, batch_size, max_memory, devices, progress))
     else:
         if batch_size is None:
 
@@ -146,7 +167,15 @@ def fisher(
 
             fixed = 2 * n * n * x.dtype.itemsize
             batch_size = plan_batch_size(make_block, x, n, max_memory, fixed, devices, (problem, params))
-        rows = _fisher_products(problem, params, batch_size, tuple(devices) if devices is not None else None)
-        matrix = 0.5 * (rows + rows.T)
+        if chunked(progress, n, batch_size, devices, params):
+            rows = rows_in_chunks(
+                lambda idx: _fisher_rows(problem, params, idx), n, batch_size, progress, "fisher"
+            )
+            matrix = jnp.asarray(0.5 * (rows + rows.T))
+        else:
+            rows = _fisher_products(
+                problem, params, batch_size, tuple(devices) if devices is not None else None
+            )
+            matrix = 0.5 * (rows + rows.T)
     prior = prior_curvature(problem, params)
     return matrix if prior is None else matrix + prior

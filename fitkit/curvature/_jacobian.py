@@ -11,7 +11,15 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._cache import memo, structure_key
-from ._blocks import check_batch_size, linear_blocks, map_blocks, one_hot, plan_batch_size
+from ._blocks import (
+    check_batch_size,
+    chunked,
+    linear_blocks,
+    map_blocks,
+    one_hot,
+    plan_batch_size,
+    rows_in_chunks,
+)
 from ._flat import flatten
 
 __all__ = ["jacobian"]
@@ -27,6 +35,16 @@ def _jacobian(f, params, batch_size: int, checkpoint: bool, devices: tuple | Non
     return columns.T
 
 
+@eqx.filter_jit
+def _jacobian_columns(f, params, idx, checkpoint: bool):
+    """The Jacobian columns of the indices `idx` (`(k, b)`), as rows; an index `>= n` gives zeros."""
+    x, f_flat, _ = flatten(f, params, checkpoint)
+    n = x.size
+    _, jvp = jax.linearize(f_flat, x)
+    columns = jax.lax.map(lambda block: jax.vmap(jvp)(one_hot(block, n, x.dtype)), idx)
+    return columns.reshape(-1, columns.shape[-1])
+
+
 def jacobian(
     f: Callable[[Any], Any],
     params: Any,
@@ -35,6 +53,7 @@ def jacobian(
     max_memory: int | float | None = None,
     checkpoint: bool = False,
     devices: Sequence[jax.Device] | None = None,
+    progress: bool | None = False,
 ) -> Float[Array, "m n"]:
     """The Jacobian of a function of a params pytree, built in memory-bounded column blocks.
 
@@ -51,6 +70,7 @@ def jacobian(
         max_memory: memory budget in bytes for `batch_size=None`.
         checkpoint: wrap `f` in `jax.checkpoint` to store fewer intermediates.
         devices: devices to spread the blocks over (default: all).
+        progress: a bar of the blocks of columns done (as for `fk.hessian`).
 
     Returns:
         The `(m, n)` matrix: rows follow the raveled output, columns the
@@ -75,4 +95,9 @@ def jacobian(
     if batch_size is None:
         fixed = 2 * out.size * n * x.dtype.itemsize  # the columns and their transpose
         batch_size = plan_batch_size(linear_blocks(f_flat, n), x, n, max_memory, fixed, devices, structure)
+    if chunked(progress, n, batch_size, devices, params):
+        columns = rows_in_chunks(
+            lambda idx: _jacobian_columns(f, params, idx, checkpoint), n, batch_size, progress, "jacobian"
+        )
+        return jnp.asarray(columns.T)
     return _jacobian(f, params, batch_size, checkpoint, tuple(devices) if devices is not None else None)

@@ -76,7 +76,7 @@ def fit(
     validation: Problem | None = None,
     history: bool = True,
     history_every: int = 1,
-    progress: bool = True,
+    progress: bool | None = None,
     nan: str = "raise",
     key: jax.Array | None = None,
     callback: Callable[[int, float, Any], bool | None] | None = None,
@@ -121,7 +121,9 @@ def fit(
         history: also record the params (every `history_every` steps) in
             `history["params"]`; the loss is always recorded.
         history_every: thin the params history to every k-th step.
-        progress: show a tqdm progress bar.
+        progress: a bar of the steps done out of `steps`, with the latest loss (a widget in
+            Jupyter, text on stderr elsewhere). `None` (default): shown in a notebook or when
+            stderr is a terminal, not in logs or CI; `True`: always; `False`: never.
         nan: what to do with a non-finite loss or gradient: `"raise"` a
             `NonFiniteError` naming the step and the param paths; `"skip"` the
             update; or `"zero"` the non-finite gradient entries and update.
@@ -328,6 +330,8 @@ def _fit(
             count = len(rows["loss"])
             last_loss = float(rows["loss"][count - 1]) if count else math.nan
             bar.advance(count, last_loss)
+            if int(carry.code) == STOPPED_CODE:
+                bar.finish()  # the stopper ended it: the fit is over, whatever `steps` was
             if callback is None or int(carry.code) != 0 or done >= max_steps:
                 return False
             return bool(callback(done, last_loss, jax.tree.map(jnp.copy, latent.to_params(carry.y))))
@@ -383,7 +387,9 @@ def _fit(
         wall_time=out.wall_time,
         compile_time=out.compile_time + finish_compile,
         method="fit:optax",
-        stats=stats,
+        # The EDM tolerance as given (None: the default for the params' precision), for the displays.
+        stats={**stats, "max_edm": max_edm},
+        initial=params,
     )
     if code != NONFINITE_CODE:
         packaged.update(comparison_numbers(problem, result_params, parametrisation))

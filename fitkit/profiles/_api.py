@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import refuse_batch
+from .._progress import Progress
 from .._reduced import OnFlat, OnLatent
 from .._verdict import _value_and_grad, default_max_edm
 from ..curvature import hessian as curvature_hessian
@@ -139,12 +140,16 @@ class Intervals(eqx.Module):
         )
 
     def __repr__(self) -> str:
-        minus, plus = self.errors
-        rows = ", ".join(
-            f"{n}: {v:.6g} -{m:.3g} +{p:.3g}" for n, v, m, p in zip(self.names, self.value, minus, plus)
-        )
-        state = "valid" if self.valid else "NOT VALID: " + "; ".join(self.messages)
-        return f"Intervals(cl={self.cl:.4g}, {state}; {rows})"
+        """A summary line, the validity box (every side converged or not) and the table of limits."""
+        from .. import display
+
+        return display.text(self)
+
+    def _repr_html_(self) -> str:
+        """The notebook display (`fitkit.display`): the same cells as the text, coloured."""
+        from .. import display
+
+        return display.html(self)
 
 
 class _Centre(NamedTuple):
@@ -313,6 +318,7 @@ def intervals(
     outer_steps: int = 30,
     inner_steps: int = 100,
     engine: str = "auto",
+    progress: bool | None = None,
 ) -> Intervals:
     """Profile-likelihood (MINOS) intervals for every free param, both sides, every search at once.
 
@@ -342,6 +348,10 @@ def intervals(
         engine: `"host"` (a Python loop over the gradient a fit has compiled already: no new
             compilation of the model), `"compiled"` (every search in one compiled call, the
             gradients `vmap`ped: for accelerators and repeated calls) or `"auto"` (host on a CPU).
+        progress: a bar of the params whose two limits are found, out of those profiled (it
+            moves between the host engine's steps; the compiled engine fills it at the end).
+            `None` (default): shown in a notebook or when stderr is a terminal; `True`:
+            always; `False`: never.
 
     Returns:
         An `Intervals` (`lower`, `upper` pytrees of absolute limits, flags, `table()`).
@@ -369,7 +379,13 @@ def intervals(
         for s, side in enumerate((-1.0, 1.0)):
             held[2 * k + s, i] = True
             direction[2 * k + s, i] = side * c.sigma[i] * goal
-    found = _search(c, held, direction, delta, outer_steps, inner_steps, engine)
+    with Progress(len(chosen), progress, "intervals", unit="param") as bar:
+
+        def on_step(done):
+            bar.to(int(np.sum(done[0::2] & done[1::2])))  # rows 2k and 2k + 1 are param k's sides
+
+        found = _search(c, held, direction, delta, outer_steps, inner_steps, engine, on_step)
+        bar.to(len(chosen))
     physical = _constrain_rows(parametrisation, found.z)
     names = [parametrisation.names[i] for i in chosen]
     value = c.flat_hat[chosen]
@@ -439,7 +455,20 @@ def _settings(c: _Centre, target: float, tol: float = 1e-6) -> Settings:
     return Settings(np.asarray(c.z_hat), *(np.float64(v) for v in values))
 
 
-def _run(c: _Centre, held, direction, cap, schedule, target, *, walk, engine, outer_steps, inner_steps):
+def _run(
+    c: _Centre,
+    held,
+    direction,
+    cap,
+    schedule,
+    target,
+    *,
+    walk,
+    engine,
+    outer_steps,
+    inner_steps,
+    on_step=None,
+):
     dtype = np.asarray(c.z_hat).dtype
     ray = (
         np.asarray(c.hessian, dtype),
@@ -458,16 +487,17 @@ def _run(c: _Centre, held, direction, cap, schedule, target, *, walk, engine, ou
         engine=engine,
         inner_steps=inner_steps,
         outer_steps=outer_steps,
+        on_step=on_step,
     )
 
 
-def _search(c: _Centre, held, direction, delta, outer_steps, inner_steps, engine):
+def _search(c: _Centre, held, direction, delta, outer_steps, inner_steps, engine, on_step=None):
     """All the rays of `held`/`direction` from the centre, capped at the bounds."""
     cap = _ray_caps(c.parametrisation, c.z_hat, held, direction)
     schedule = np.minimum(1.0, cap)[:, None]
     return _run(
         c, held, direction, cap, schedule, delta,
-        walk=False, engine=engine, outer_steps=outer_steps, inner_steps=inner_steps,
+        walk=False, engine=engine, outer_steps=outer_steps, inner_steps=inner_steps, on_step=on_step,
     )  # fmt: skip
 
 

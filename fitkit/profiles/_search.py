@@ -122,8 +122,9 @@ def _run_compiled(objective, settings, ray, *, walk, inner_steps, outer_steps, m
     return ray, jax.lax.while_loop(cond, body, (0, start(jnp, settings, ray)))[1]
 
 
-def _run_host(objective, settings, ray, *, walk, inner_steps, outer_steps, max_steps):
-    """The same search in NumPy, each trial point evaluated by the fit's compiled gradient."""
+def _run_host(objective, settings, ray, *, walk, inner_steps, outer_steps, max_steps, on_step=None):
+    """The same search in NumPy, each trial point evaluated by the fit's compiled gradient;
+    `on_step(done)` sees which rays have finished after every step."""
     options = {"walk": walk, "inner_steps": inner_steps, "outer_steps": outer_steps}
     parametrisation = objective.parametrisation
     bounded = parametrisation.bounded()
@@ -150,6 +151,8 @@ def _run_host(objective, settings, ray, *, walk, inner_steps, outer_steps, max_s
             for k, (value, grad) in pending:
                 values[k], grads[k] = float(value), np.asarray(grad)
             state = advance(np, settings, ray, state, values, grads, dx_dz, **options)
+            if on_step is not None:
+                on_step(np.asarray(state.done))
     return ray, state
 
 
@@ -162,10 +165,13 @@ def run(
     engine: str,
     inner_steps: int,
     outer_steps: int,
+    on_step=None,
 ) -> Found:
     """Every ray's search, driven by `engine` (see the module), to its end.
 
     `ray` is `(hessian, free, held, direction, cap, schedule)` as host arrays (see `rays`).
+    `on_step(done)` is called with the rays' done flags after every host step (the host
+    engine only: the compiled engine is one call).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -177,7 +183,7 @@ def run(
     m = np.shape(ray[2])[0]
     devices = 1
     if engine == "host":
-        ray, state = _run_host(objective, settings, ray, **options)
+        ray, state = _run_host(objective, settings, ray, **options, on_step=on_step)
     else:
         placed, devices = _spread(ray)
         ray, state = _run_compiled(objective, settings, placed, **options)

@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from .. import tree
 from .._checks import refuse_batch, whole
 from .._loop import run
-from ..fitting._progress import Progress
+from .._progress import Progress
 from ..problem import Problem
 from ..projection import Projection, ProjectionError, TruncationWarning, resolve_projection
 from ..results import inherited_fixed, start_params
@@ -155,7 +155,7 @@ def sample(
     num_chains: int = 1,
     chain_method: str | None = None,
     key: int | jax.Array = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     latent_prior: dist.Distribution | None = None,
     adapt_mass: bool = False,
     dense_mass: bool = False,
@@ -195,7 +195,11 @@ def sample(
             a multiple of the device count) or `"sequential"` (one chain after
             another in the compiled loop: least memory).
         key: an integer seed or a JAX key.
-        progress: show a progress bar (tqdm) of the transitions, warm-up included.
+        progress: a bar of the transitions (every chain moves together), `"sample: warm-up"`
+            for the first `num_warmup` then `"sample: draws"`, with the divergences after
+            warm-up and the mean step size (a widget in Jupyter, text on stderr elsewhere).
+            `None` (default): shown in a notebook or when stderr is a terminal; `True`:
+            always; `False`: never.
         latent_prior: a numpyro distribution on each latent coordinate; the
             default `Normal(0, 100)` is proper but so wide (100 posterior
             standard deviations) that it changes posterior variances by about
@@ -311,10 +315,20 @@ def sample(
         sequential=chain_method == "sequential",
     )
     total = num_warmup + num_samples
-    with Progress(total, progress, description="sample") as bar:
+    phase = "sample: warm-up" if num_warmup else "sample: draws"
+    with Progress(total, progress, description=phase, unit="it") as bar:
+        divergences = 0
 
         def on_chunk(carry, rows, done):
-            bar.advance(len(rows["num_steps"]), float("nan"))
+            nonlocal divergences
+            count = len(rows["num_steps"])
+            drawn = min(count, max(done - num_warmup, 0))  # the chunk's last `drawn` rows are draws
+            if drawn:
+                divergences += int(np.sum(rows["diverging"][count - drawn :]))
+            if done >= num_warmup:
+                bar.describe("sample: draws")
+            step_size = float(np.mean(rows["step_size"][-1])) if count else float("nan")
+            bar.advance(count, divergences=divergences, step_size=step_size)
             return False
 
         out = run(stepper, (u0, keys), (problem, proj, latent_prior), max_steps=total, on_chunk=on_chunk)

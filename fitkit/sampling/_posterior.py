@@ -144,8 +144,13 @@ class Posterior(eqx.Module):
         return cls(**fields)
 
     def __repr__(self) -> str:
-        d = self.diagnostics
-        return (
-            f"Posterior({self.num_chains} chain(s) x {self.num_draws} draws of {len(self.names)} params; "
-            f"divergences={d.get('divergences')}, mean leapfrog steps={d.get('mean_num_steps', float('nan')):.3g})"
-        )
+        """A summary line, the sampler's validity box (divergences, R-hat, ESS) and the posterior table."""
+        from .. import display
+
+        return display.text(self)
+
+    def _repr_html_(self) -> str:
+        """The notebook display (`fitkit.display`): the same cells as the text, coloured."""
+        from .. import display
+
+        return display.html(self)

@@ -69,7 +69,7 @@ def solve(
     max_steps: int = 1000,
     verbose: bool = False,
     log_every: int = 1,
-    progress: bool = False,
+    progress: bool | None = False,
     throw: bool = False,
     best_so_far: bool = True,
     projection: Any = None,
@@ -163,7 +163,10 @@ def solve(
             size, function evaluations) from inside the compiled loop, then a
             line saying why it stopped.
         log_every: print every `log_every`-th step (the last step always).
-        progress: show a tqdm progress bar.
+        progress: a bar of the steps out of `max_steps`, with the loss and the gradient's norm
+            (a widget in Jupyter, text on stderr elsewhere); it ends full when the solve stops.
+            Off by default (most solves take well under a second; `verbose` prints the log):
+            `True` shows it, `None` shows it where a notebook or a terminal can.
         throw: raise `ConvergenceError` (carrying the result) instead of warning
             when the solve does not converge.
         best_so_far: return the params with the lowest loss seen rather than
@@ -360,6 +363,8 @@ def solve(
     if parametrisation is not None:
         user_fixed = normalise_fixed(params, fixed)
         result = dataclasses.replace(result, fixed=user_fixed, at_limit=at_limit)
+    # The user's start, not that of a retry or of the solve again with params held at a bound.
+    result = dataclasses.replace(result, initial=params)
     if not result.valid:
         if throw:
             raise ConvergenceError(result.message, result)
@@ -392,11 +397,16 @@ def _solve_latent(
     rtol, atol = getattr(solver, "rtol", float("nan")), getattr(solver, "atol", float("nan"))
     title = f"fk.solve: {name} on {what}, {tree.size(start)} params, rtol={rtol:g}, atol={atol:g}, max_steps={max_steps}"
     with _log.Reporter(
-        title, max_steps, verbose, progress, rejected="no new best" if simplex else "rejected"
+        title,
+        max_steps,
+        verbose,
+        progress,
+        rejected="no new best" if simplex else "rejected",
+        description=f"solve {name}",
     ) as reporter:
 
         def on_chunk(carry, rows, done):
-            if verbose or progress:
+            if verbose or reporter.bar is not None:
                 final = int(carry.code) != RUNNING or done >= max_steps
                 reporter.chunk(rows, done, log_every, final)
             return False
@@ -434,6 +444,7 @@ def _solve_latent(
         "atol": float(atol),
         "outcome": "interrupted" if out.interrupted else kind,
         "chunks": out.chunks,
+        "max_edm": max_edm,  # as given; None is the default for the params' precision
     }
     chosen_y = best_or_last(carry) if best_so_far else carry.y
     chosen = latent.to_params(chosen_y)
@@ -460,5 +471,6 @@ def _solve_latent(
         compile_time=out.compile_time,
         method=f"solve:{name}",
         stats=stats,
+        initial=start,
         **comparison_numbers(problem, chosen, parametrisation),
     )

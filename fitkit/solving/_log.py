@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 import sys
 
+from .._progress import Progress
+
 __all__ = ["Reporter", "HEADER"]
 
 HEADER = f"{'Step':>8} {'loss':>15} {'||dx||':>11} {'||grad||':>11} {'step size':>11} {'# evals':>9}  Notes"
@@ -39,9 +41,11 @@ class Reporter:
         title: the first line (what is solved, with which settings).
         max_steps: the bar's total.
         verbose: print the table.
-        progress: show a tqdm progress bar.
+        progress: a bar of the steps out of `max_steps` with the loss and the gradient's norm
+            (`True`, `False`, or `None`: where a notebook or a terminal shows it).
         stream: where the table goes (default: `sys.stdout` at print time).
         rejected: the note on a step that did not move the current point.
+        description: the bar's stage name.
     """
 
     def __init__(
@@ -52,8 +56,10 @@ class Reporter:
         progress: bool,
         stream=None,
         rejected: str = "rejected",
+        description: str = "solve",
     ):
         self.title = title
+        self.description = description
         self.rejected = rejected
         self.max_steps = max_steps
         self.verbose = verbose
@@ -69,10 +75,8 @@ class Reporter:
             print(line, file=self.stream or sys.stdout, flush=True)
 
     def __enter__(self) -> Reporter:
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.max_steps, desc="solve", unit="step")
+        bar = Progress(self.max_steps, self.progress, self.description, unit="step")
+        self.bar = bar if bar.enabled else None
         if self.verbose:
             self._print(self.title)
             self._print(HEADER)
@@ -88,16 +92,14 @@ class Reporter:
                 f"{evals if evals >= 0 else '':>9}  {notes}".rstrip()
             )
         if self.bar is not None:
-            if math.isfinite(float(loss)):
-                self.bar.set_postfix(loss=f"{float(loss):.6g}", refresh=False)
-            self.bar.update(step - self.bar.n)
+            shown = {"loss": f"{float(loss):.6g}"} if math.isfinite(float(loss)) else {}
+            self.bar.to(step, **shown, grad=float(grad))
         self.rows += 1
 
     def finish(self, message: str) -> None:
         """Close the bar and print why the solve stopped."""
         if self.bar is not None:
-            self.bar.total = self.bar.n  # end full: the solve is over, whatever max_steps was
-            self.bar.refresh()
+            self.bar.finish()  # end full: the solve is over, whatever max_steps was
             self.bar.close()
             self.bar = None
         if self.verbose:
@@ -114,7 +116,7 @@ class Reporter:
                     *(rows[k][i] for k in ("loss", "dx_norm", "grad_norm", "step_size", "evals", "accepted")),
                 )
             elif self.bar is not None and i == count - 1:
-                self.bar.update(step - self.bar.n)
+                self.bar.to(step)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
