@@ -22,7 +22,7 @@
 # * `fk.sample(problem, fit)` builds the projection from the Hessian at the
 #   optimum, runs NUTS on the latent vector `u` (log-density
 #   `-problem.nll(projection.to_params(u))`, which includes the problem's
-#   priors, plus a wide `Normal(0, 100)` on each latent coordinate) and
+#   priors, and nothing else: no auxiliary prior changes the density) and
 #   returns a `Posterior` whose draws are already params.
 #
 # `fk.plot.corner([posterior, covariance], truth=truth)` draws the figure.

@@ -20,7 +20,7 @@ from ..problem import Problem
 from ..projection import Projection, ProjectionError, TruncationWarning, resolve_projection
 from ..results import inherited_fixed, start_params
 from ._posterior import Posterior
-from ._stepper import NutsStepper
+from ._stepper import NutsStepper, potential
 
 __all__ = ["sample", "CHAIN_METHODS"]
 
@@ -61,6 +61,58 @@ def _inside(parametrisation, params):
 
 # Newton steps, each at most MAX_MOVE unconstrained units, to the mode of the density of `z`.
 MODE_STEPS, MAX_MOVE = 60, 2.0
+
+
+@eqx.filter_jit
+def _energies(problem, projection, prior, u):
+    return jax.vmap(potential(problem, projection, prior))(u)
+
+
+# Each redraw of the starts whose density is not finite halves the jitter, this many times at most.
+REDRAWS = 8
+
+
+def _safe_starts(problem, projection, prior, key, num_chains: int, jitter: float) -> jax.Array:
+    """`(num_chains, dim)` starting latent points, every one where the posterior density is finite.
+
+    The chains start at `jitter * normal` around the centre. Starts where the
+    density is not finite (outside a support the bounds do not encode, a model
+    that overflows) are redrawn with half the jitter, up to `REDRAWS` times, then
+    put at the centre; a `SamplingWarning` gives the numbers when that happened.
+
+    Raises:
+        ValueError: the density is not finite at the centre itself.
+    """
+    dtype = projection.center.dtype
+    centre = np.asarray(_energies(problem, projection, prior, jnp.zeros((1, projection.dim), dtype)))[0]
+    if not np.isfinite(centre):
+        raise ValueError(
+            f"fk.sample: the posterior density is not finite at the params given (nll + log-Jacobian = "
+            f"{centre}): start from params inside every bound and support, where problem.nll is finite "
+            "(the FitResult of fk.solve, for one)"
+        )
+    keys = iter(jax.random.split(key, REDRAWS + 1))
+    u = np.array(jitter * jax.random.normal(next(keys), (num_chains, projection.dim), dtype))
+    bad = ~np.isfinite(np.asarray(_energies(problem, projection, prior, jnp.asarray(u))))
+    first_bad, scale = int(bad.sum()), jitter
+    for _ in range(REDRAWS):
+        if not bad.any():
+            break
+        scale /= 2.0
+        u[bad] = np.asarray(scale * jax.random.normal(next(keys), (int(bad.sum()), projection.dim), dtype))
+        bad = ~np.isfinite(np.asarray(_energies(problem, projection, prior, jnp.asarray(u))))
+    if first_bad:
+        u[bad] = 0.0
+        at_centre = f"; {int(bad.sum())} start(s) at the centre" if bad.any() else ""
+        warnings.warn(
+            f"fk.sample: {first_bad} of {num_chains} starting point(s) drawn with jitter={jitter:g} had a "
+            f"non-finite posterior density (outside the support of the model or a prior); redrawn with "
+            f"jitter down to {scale:.3g}{at_centre}. Declare the bounds of such params (fitkit samples "
+            "them in unconstrained coordinates) or pass a smaller jitter.",
+            SamplingWarning,
+            stacklevel=3,
+        )
+    return jnp.asarray(u)
 
 
 # Beyond these the draws do not describe the posterior: Vehtari et al. (2021) ask for
@@ -170,9 +222,13 @@ def sample(
     The params are mapped to a latent vector `u` by a `Projection` built from
     the curvature of `problem.nll` at `params` (normally the optimum), so the
     posterior in `u` is close to a unit normal: NUTS needs few leapfrog steps,
-    a step size near 1 and only a short warm-up. The log-density is
+    a step size near 1 and only a short warm-up. The log-density is exactly
     `-problem.nll(projection.to_params(u))` (which includes the problem's
-    priors) plus `latent_prior`; the linear map has a constant Jacobian.
+    priors) plus the log-Jacobian of the bounds transform, and nothing else
+    unless a `latent_prior` is asked for; the linear map has a constant Jacobian.
+    A posterior with a direction the data and priors leave flat (zero
+    curvature at the mode) is improper: it is refused with a `ProjectionError`
+    naming that direction, before anything compiles.
 
     Args:
         problem: the `fk.Problem`.
@@ -200,10 +256,13 @@ def sample(
             warm-up and the mean step size (a widget in Jupyter, text on stderr elsewhere).
             `None` (default): shown in a notebook or when stderr is a terminal; `True`:
             always; `False`: never.
-        latent_prior: a numpyro distribution on each latent coordinate; the
-            default `Normal(0, 100)` is proper but so wide (100 posterior
-            standard deviations) that it changes posterior variances by about
-            1e-4 relative.
+        latent_prior: an auxiliary numpyro distribution on each latent coordinate, added to
+            the density (default None: none, the draws follow `-problem.nll` and the
+            parametrisation's log-Jacobian exactly). It changes the posterior: a
+            `Normal(0, s)` on a latent coordinate whose posterior width is `w` (about 1
+            at a Gaussian mode, far more on a curved ridge) shrinks that coordinate's
+            variance by a factor of about `1 / (1 + w**2 / s**2)`. Use it only to keep
+            a posterior proper that is not, knowing it then carries that prior.
         adapt_mass: adapt a mass matrix during warm-up. Off by default: the
             latent space is already whitened, so the identity is the right
             mass matrix, and estimating one from a short warm-up only adds
@@ -301,7 +360,7 @@ def sample(
 
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
     init_key, chain_key = jax.random.split(key)
-    u0 = jitter * jax.random.normal(init_key, (num_chains, proj.dim), proj.center.dtype)
+    u0 = _safe_starts(problem, proj, latent_prior, init_key, num_chains, jitter)
     keys = jax.random.split(chain_key, num_chains)
     if chain_method == "parallel":
         chains = NamedSharding(Mesh(np.array(devices), ("chain",)), PartitionSpec("chain"))
@@ -381,9 +440,7 @@ def sample(
         "max_tree_depth": int(max_tree_depth),
         "target_accept": float(target_accept),
         "jitter": float(jitter),
-        "latent_prior": repr(latent_prior)
-        if latent_prior is not None
-        else "Normal(0, 100) per latent coordinate",
+        "latent_prior": repr(latent_prior) if latent_prior is not None else "none",
         "latent_dim": proj.dim,
         "dropped_directions": list(proj.dropped),
         "unsampled_params": list(proj.unsampled),

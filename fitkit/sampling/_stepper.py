@@ -11,25 +11,27 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpyro.distributions as dist
 from numpyro.infer.hmc import hmc
 
 from .._loop import RUNNING, Step, Stepper
 
-__all__ = ["NutsStepper", "DEFAULT_LATENT_SCALE"]
-
-# The default latent prior: Normal(0, 100) per coordinate, proper but 100
-# posterior standard deviations wide.
-DEFAULT_LATENT_SCALE = 100.0
+__all__ = ["NutsStepper", "potential"]
 
 
-def _potential_gen(problem, projection, prior):
-    def potential(u):
-        log_prior = dist.Normal(0.0, DEFAULT_LATENT_SCALE).log_prob(u) if prior is None else prior.log_prob(u)
+def potential(problem, projection, prior=None):
+    """The potential NUTS moves on: `-log p(u)`, the problem's posterior in the latent vector `u`.
+
+    `problem.nll(projection.to_params(u)) - log |d params / du|` and, only when a
+    `latent_prior` was asked for, minus its log-density: nothing else changes the
+    density sampled. The linear whitening has a constant Jacobian, left out.
+    """
+
+    def energy(u):
         # The log-Jacobian of the bounds makes a prior on the physical params mean what it says.
-        return problem.nll(projection.to_params(u)) - projection.log_det_jacobian(u) - jnp.sum(log_prior)
+        value = problem.nll(projection.to_params(u)) - projection.log_det_jacobian(u)
+        return value if prior is None else value - jnp.sum(prior.log_prob(u))
 
-    return potential
+    return energy
 
 
 class NutsStepper(Stepper):
@@ -52,7 +54,7 @@ class NutsStepper(Stepper):
     sequential: bool = eqx.field(static=True)
 
     def _kernels(self, z, key, args):
-        init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_gen, algo="NUTS")
+        init_kernel, sample_kernel = hmc(potential_fn_gen=potential, algo="NUTS")
         # init_kernel also sets the kernel's warm-up schedule, which sample_kernel reads.
         state = init_kernel(
             z,
