@@ -159,7 +159,7 @@ def solve_chunks(
     Raises:
         BatchError: values or starts of different lengths, a `chunk_size` below 1, a
             store that holds another survey's results.
-        As `from_arrays` and `fk.solve` for a chunk's data and starts.
+        ParamsError: as `from_arrays` and `fk.solve` raise for a chunk's data and starts.
 
     Example:
         >>> images = np.load("stamps.npy", mmap_mode="r")      # (10**6, 16, 16), on disk

@@ -15,7 +15,9 @@ COLOURS = {GOOD: "#c8e6c9", BAD: "#ffcdd2", WARN: "#ffe0b2", INFO: "#f5f5f5"}
 # Black text on the light backgrounds, so a dark notebook theme keeps the cells readable.
 CELL = "padding:2px 8px;border:1px solid #bbb;color:#000;"
 HEAD = "padding:2px 8px;border:1px solid #bbb;background-color:#e0e0e0;color:#000;text-align:center;"
-TABLE = "border-collapse:collapse;margin:4px 0;font-family:monospace;font-size:90%;"
+# width:auto: some notebook themes (mkdocs-jupyter's) size tables to max-content, which
+# would stretch a long reason cell to thousands of pixels instead of wrapping it.
+TABLE = "border-collapse:collapse;margin:4px 0;font-family:monospace;font-size:90%;width:auto;"
 
 
 def _style(state: str | None, align: str) -> str:

@@ -156,8 +156,8 @@ class Optics(Module):
     Args:
         wf_npixels: pupil pixels across `diameter`.
         diameter: pupil diameter, in metres.
-        obscuration, n_spiders, spider_width, spider_offset, spider_angle,
-            soft_edges: the pupil's geometry, see `pupil_transmission`.
+        obscuration, n_spiders, spider_width, spider_offset, spider_angle, soft_edges: the
+            pupil's geometry, see `pupil_transmission`.
         noll: Noll indices of the Zernike basis, RMS-normalised over the
             full disc of radius `diameter / 2`.
         coefficients: initial Zernike coefficients in metres (default zeros).
